@@ -1,0 +1,168 @@
+package stm
+
+import (
+	"fmt"
+	"runtime"
+	"slices"
+)
+
+// The commit protocol (TL2 with snapshot extension).
+//
+//  1. A read-only transaction with nothing durable commits at once: every
+//     read was checked against its snapshot rv, so it serializes at rv.
+//  2. Otherwise, unless it runs in serial mode, it waits while another
+//     transaction does.
+//  3. It locks its write set in cell-id order (so two commits never wait on
+//     each other in a cycle); a lock held too long by another commit means a
+//     rerun.
+//  4. It takes the write version wv from the clock (under the sequencer if it
+//     has durable records) and validates its reads: each must still carry the
+//     version it read. If wv == rv+1 no one committed in between and
+//     validation is skipped.
+//  5. Durable records are staged and appended to the log, in wv order.
+//  6. It publishes: stores the values and releases each lock with version wv.
+//  7. In sync mode it waits for the log.
+//
+// A rejected design: holding the locks until the log's fsync. It would make
+// a failed write easy to undo, but every commit touching a hot record would
+// then wait for a disk flush, and the queue's numbers of later commits would
+// still have to be withdrawn. We publish first and stop the DB on a failed
+// write instead.
+
+// commitResult is what commit tells the run loop.
+type commitResult struct {
+	conflict *conflict // rerun
+	err      error     // roll back with this error
+	waiter   Waiter    // wait for durability after publishing
+}
+
+func (t *txn) commit() commitResult {
+	durable := t.pendingDurable()
+	if len(t.writes) == 0 && !durable {
+		return commitResult{}
+	}
+	db := t.db
+	if err := db.Err(); err != nil {
+		return commitResult{err: err}
+	}
+	if !t.serial {
+		for g := db.gate.Load(); g != nil; g = db.gate.Load() {
+			select {
+			case <-g.done:
+			case <-t.ctx.Done():
+				return commitResult{err: t.ctx.Err()}
+			}
+		}
+	}
+	if c := t.lockWrites(); c != nil {
+		return commitResult{conflict: &conflict{CauseLocked, c.group}}
+	}
+	if durable {
+		db.seqMu.Lock()
+	}
+	wv := db.clock.Add(1)
+	if wv != t.rv+1 {
+		if c := t.firstInvalid(true); c != nil {
+			if durable {
+				db.seqMu.Unlock()
+			}
+			t.unlockWrites(len(t.writes))
+			return commitResult{conflict: &conflict{CauseValidate, c.group}}
+		}
+	}
+	var w Waiter
+	if durable {
+		var err error
+		w, err = t.stageLocked(wv)
+		db.seqMu.Unlock()
+		if err != nil {
+			t.unlockWrites(len(t.writes))
+			return commitResult{err: err}
+		}
+	}
+	t.publish(wv)
+	return commitResult{waiter: w}
+}
+
+// lockWrites locks every written cell in id order. On failure it releases
+// what it took and returns the cell it could not lock.
+func (t *txn) lockWrites() *cell {
+	ws := t.writes
+	if len(ws) > 1 {
+		if len(ws) <= 16 {
+			for i := 1; i < len(ws); i++ {
+				for j := i; j > 0 && ws[j].c.id < ws[j-1].c.id; j-- {
+					ws[j], ws[j-1] = ws[j-1], ws[j]
+				}
+			}
+		} else {
+			slices.SortFunc(ws, func(a, b writeEntry) int {
+				if a.c.id < b.c.id {
+					return -1
+				}
+				return 1
+			})
+		}
+		if t.index != nil {
+			for i := range ws {
+				t.index[ws[i].c] = i
+			}
+		}
+	}
+	for i := range ws {
+		c := ws[i].c
+		spins := 0
+		for {
+			m := c.meta.Load()
+			if m&lockedBit == 0 {
+				if c.meta.CompareAndSwap(m, m|lockedBit) {
+					ws[i].old = m
+					break
+				}
+				continue
+			}
+			// Lock order rules out a cycle, so a serial transaction may wait
+			// for as long as it takes; others give up after a while.
+			if spins++; spins > maxSpin && !t.serial {
+				t.unlockWrites(i)
+				return c
+			}
+			runtime.Gosched()
+		}
+	}
+	return nil
+}
+
+// unlockWrites releases the first n locks, restoring their meta words.
+func (t *txn) unlockWrites(n int) {
+	for i := range t.writes[:n] {
+		t.writes[i].c.meta.Store(t.writes[i].old)
+	}
+}
+
+// publish stores the written values and releases each lock with version wv.
+// REQUIRES: the write set is locked and validated.
+func (t *txn) publish(wv uint64) {
+	for i := range t.writes {
+		w := &t.writes[i]
+		c := w.c
+		if w.del {
+			c.ptr.Store(nil)
+			c.word.Store(0)
+			c.meta.Store(wv << verShift)
+			continue
+		}
+		if c.inline {
+			c.word.Store(w.word)
+		} else {
+			c.ptr.Store((*byte)(w.ptr))
+		}
+		c.meta.Store(wv<<verShift | presentBit)
+	}
+}
+
+// wrapNotDurable stops the DB and explains the failed write.
+func (db *DB) notDurable(err error) error {
+	db.Stop(err)
+	return fmt.Errorf("%w: %w", ErrNotDurable, err)
+}

@@ -1,0 +1,191 @@
+package stm
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+)
+
+// Run runs fn as a transaction until it commits, and returns nil.
+//
+// fn may run several times: an attempt that meets a conflicting commit is
+// discarded and rerun, so fn must not do I/O or touch state outside the
+// transaction (use package whilecommit for in-process effects after the
+// commit, and package effectqueue for the outside world). Every attempt sees
+// a consistent snapshot.
+//
+// Run stops without committing when:
+//   - fn returns an error: the transaction rolls back and Run returns it;
+//   - fn panics: the transaction rolls back and the panic is re-raised;
+//   - ctx ends: Run returns ctx.Err();
+//   - the redo limit is reached: Run returns an error wrapping ErrTooManyAttempts.
+//
+// An error or panic from an attempt that read data changed since is not
+// reported: the attempt reruns, because its decision was made on stale data.
+func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := db.Err(); err != nil {
+		return err
+	}
+	t := db.pool.Get().(*txn)
+	t.ctx = ctx
+	tx := t.newHandle()
+	defer func() {
+		tx.t = nil
+		if t.serial {
+			db.exitSerial()
+			t.serial = false
+		}
+		t.reset()
+		t.ctx = nil
+		db.pool.Put(t)
+	}()
+	var last Cause
+	for attempt := 1; ; attempt++ {
+		if attempt > 1 {
+			if err := ctx.Err(); err != nil {
+				db.stats.canceled.Add(1)
+				return err
+			}
+			if attempt > db.opts.MaxAttempts {
+				db.stats.redoLimit.Add(1)
+				return fmt.Errorf("%w: %d attempts, last rerun cause: %s", ErrTooManyAttempts, attempt-1, last)
+			}
+			if attempt > db.opts.EscalateAfter && !t.serial {
+				if err := db.enterSerial(ctx); err != nil {
+					db.stats.canceled.Add(1)
+					return err
+				}
+				t.serial = true
+				db.stats.escalations.Add(1)
+			} else if !t.serial {
+				backoff(attempt)
+			}
+		}
+		t.reset()
+		t.attempt = attempt
+		t.rv = db.clock.Load()
+		out := t.run(tx, fn)
+		switch {
+		case out.conflict != nil:
+			last = out.conflict.cause
+			db.stats.rerun(out.conflict)
+			continue
+		case out.panicked:
+			db.stats.panics.Add(1)
+			t.end(tx, false)
+			panic(out.panicValue)
+		case out.err != nil:
+			db.stats.rollbacks.Add(1)
+			t.end(tx, false)
+			return out.err
+		}
+		if out.waiter != nil {
+			if err := out.waiter.Wait(); err != nil {
+				// Applied in memory, not on disk: hooks do not run.
+				tx.t = nil
+				return db.notDurable(err)
+			}
+		}
+		db.stats.commit(attempt)
+		t.end(tx, true)
+		return nil
+	}
+}
+
+// RunValue is Run for a body that returns a value: the value of the attempt
+// that committed, or the zero value with an error.
+func RunValue[T any](ctx context.Context, db *DB, fn func(tx *Tx) (T, error)) (T, error) {
+	var v T
+	err := db.Run(ctx, func(tx *Tx) error {
+		var err error
+		v, err = fn(tx)
+		return err
+	})
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return v, nil
+}
+
+// attemptResult is the outcome of one attempt.
+type attemptResult struct {
+	conflict   *conflict
+	err        error
+	panicked   bool
+	panicValue any
+	waiter     Waiter
+}
+
+// run runs one attempt of fn and, if it returns nil, commits it.
+func (t *txn) run(tx *Tx, fn func(*Tx) error) (out attemptResult) {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		if c, ok := r.(*conflict); ok {
+			out = attemptResult{conflict: c}
+			return
+		}
+		if c := t.firstInvalid(false); c != nil {
+			out = attemptResult{conflict: &conflict{CausePanicStale, c.group}}
+			return
+		}
+		out = attemptResult{panicked: true, panicValue: r}
+	}()
+	err := fn(tx)
+	if t.doomed != nil {
+		return attemptResult{conflict: t.doomed}
+	}
+	if err != nil {
+		if c := t.firstInvalid(false); c != nil {
+			return attemptResult{conflict: &conflict{CauseErrorStale, c.group}}
+		}
+		return attemptResult{err: err}
+	}
+	res := t.commit()
+	if res.conflict != nil {
+		return attemptResult{conflict: res.conflict}
+	}
+	return attemptResult{err: res.err, waiter: res.waiter}
+}
+
+// end closes the body's Tx handle and ends the attempt's Locals, after the
+// locks are released.
+func (t *txn) end(tx *Tx, committed bool) {
+	tx.t = nil
+	for i := range t.locals {
+		t.locals[i].l.End(committed)
+	}
+}
+
+// backoff yields the processor a random number of times, growing with the
+// attempt, so that conflicting transactions spread out.
+func backoff(attempt int) {
+	for n := rand.IntN(1 << min(attempt, 8)); n > 0; n-- {
+		runtime.Gosched()
+	}
+}
+
+// enterSerial waits until no other transaction runs in serial mode, then
+// closes the gate for other update commits.
+func (db *DB) enterSerial(ctx context.Context) error {
+	select {
+	case db.serialSem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	db.gate.Store(&gate{done: make(chan struct{})})
+	return nil
+}
+
+func (db *DB) exitSerial() {
+	g := db.gate.Swap(nil)
+	close(g.done)
+	<-db.serialSem
+}

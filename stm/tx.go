@@ -1,0 +1,340 @@
+package stm
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"unsafe"
+)
+
+// Tx is one transaction as its body sees it.
+//
+// A Tx is used by one goroutine, only inside the body it was passed to
+// (including nested Savepoint bodies). Every method panics with an error
+// wrapping ErrTxDone once the body has returned.
+type Tx struct {
+	t *txn
+}
+
+// live returns the transaction state, or panics if the body has ended.
+func (tx *Tx) live() *txn {
+	t := tx.t
+	if t == nil {
+		panic(fmt.Errorf("%w: a Tx is valid only inside its body", ErrTxDone))
+	}
+	return t
+}
+
+// Attempt returns the number of the current attempt, starting at 1. A body
+// may use it for diagnostics; it must not change what the body writes.
+func (tx *Tx) Attempt() int { return tx.live().attempt }
+
+// DB returns the database tx runs on.
+func (tx *Tx) DB() *DB { return tx.live().db }
+
+type readEntry struct {
+	c   *cell
+	ver uint64
+}
+
+type writeEntry struct {
+	c    *cell
+	word uint64
+	ptr  unsafe.Pointer
+	del  bool
+	old  uint64 // meta before we locked it, during commit
+}
+
+// undoEntry restores a write overwritten inside a savepoint.
+type undoEntry struct {
+	idx int
+	w   writeEntry
+}
+
+// savepoint records how far each log reached when a savepoint began.
+type savepoint struct {
+	writes, undo, locals, localMarks int
+}
+
+type localEntry struct {
+	key any
+	l   Local
+}
+
+// txn is the reusable state behind a Tx. It is pooled; the Tx handle is not,
+// so a stale handle can never reach a later transaction's state.
+type txn struct {
+	db      *DB
+	ctx     context.Context
+	rv      uint64
+	attempt int
+	serial  bool
+	// doomed is set when the attempt was aborted, in case the body
+	// recovered the conflict panic instead of letting it through.
+	doomed *conflict
+
+	reads  []readEntry
+	writes []writeEntry
+	index  map[*cell]int // write-set index once it grows past linearMax
+	undo   []undoEntry
+	sps    []savepoint
+
+	locals     []localEntry
+	localMarks []int
+
+	// handles is a slab of fresh Tx handles. Each handle serves one Run and
+	// is never reused, so a stale handle always panics; carving them from a
+	// slab makes one allocation serve many transactions.
+	handles []Tx
+}
+
+// handleSlab is the number of Tx handles allocated at once.
+const handleSlab = 64
+
+// newHandle returns an unused Tx handle for t.
+func (t *txn) newHandle() *Tx {
+	if len(t.handles) == 0 {
+		t.handles = make([]Tx, handleSlab)
+	}
+	tx := &t.handles[0]
+	t.handles = t.handles[1:]
+	tx.t = t
+	return tx
+}
+
+// linearMax is the write-set size up to which lookups scan the slice.
+const linearMax = 8
+
+// maxSpin is how many times a reader yields to a committing writer holding a
+// lock before it gives up and reruns.
+const maxSpin = 32
+
+func (t *txn) reset() {
+	t.doomed = nil
+	clear(t.reads)
+	t.reads = t.reads[:0]
+	clear(t.writes)
+	t.writes = t.writes[:0]
+	// Clearing a map costs its capacity, not its length: clear a small one
+	// only if used, and drop a large one left by a big transaction.
+	if n := len(t.index); n > 4*linearMax {
+		t.index = nil
+	} else if n > 0 {
+		clear(t.index)
+	}
+	if cap(t.reads) > 1<<16 {
+		t.reads = nil
+	}
+	if cap(t.writes) > 1<<16 {
+		t.writes = nil
+	}
+	clear(t.undo)
+	t.undo = t.undo[:0]
+	t.sps = t.sps[:0]
+	clear(t.locals)
+	t.locals = t.locals[:0]
+	t.localMarks = t.localMarks[:0]
+}
+
+func (t *txn) findWrite(c *cell) int {
+	if len(t.writes) > linearMax {
+		if i, ok := t.index[c]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := range t.writes {
+		if t.writes[i].c == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// read returns the value of c as of the transaction's snapshot, recording
+// the read. It aborts the attempt (by panicking with a conflict) when no
+// consistent value can be returned.
+func (t *txn) read(c *cell) (uint64, unsafe.Pointer, bool) {
+	if len(t.writes) > 0 {
+		if i := t.findWrite(c); i >= 0 {
+			e := &t.writes[i]
+			return e.word, unsafe.Pointer(e.ptr), !e.del
+		}
+	}
+	spins := 0
+	for {
+		m1 := c.meta.Load()
+		if m1&lockedBit != 0 {
+			if spins++; spins > maxSpin {
+				t.abort(CauseLocked, c)
+			}
+			runtime.Gosched()
+			continue
+		}
+		w := c.word.Load()
+		p := c.ptr.Load()
+		if c.meta.Load() != m1 {
+			continue
+		}
+		if v := m1 >> verShift; v > t.rv {
+			// Written after our snapshot: move the snapshot forward if
+			// nothing we read has changed since, else rerun.
+			if !t.extend() {
+				t.abort(CauseStale, c)
+			}
+			continue
+		}
+		t.reads = append(t.reads, readEntry{c, m1 >> verShift})
+		return w, unsafe.Pointer(p), m1&presentBit != 0
+	}
+}
+
+// extend moves rv to the current clock if every read is still current.
+func (t *txn) extend() bool {
+	now := t.db.clock.Load()
+	if t.firstInvalid(false) != nil {
+		return false
+	}
+	t.rv = now
+	return true
+}
+
+// firstInvalid returns a read cell that no longer holds the version read,
+// or is locked by another commit; nil if every read is still current. With
+// owned set, cells locked by this transaction's own commit pass.
+func (t *txn) firstInvalid(owned bool) *cell {
+	for i := range t.reads {
+		r := &t.reads[i]
+		m := r.c.meta.Load()
+		if m>>verShift != r.ver {
+			return r.c
+		}
+		if m&lockedBit != 0 && (!owned || t.findWrite(r.c) < 0) {
+			return r.c
+		}
+	}
+	return nil
+}
+
+func (t *txn) write(c *cell, w uint64, p unsafe.Pointer, del bool) {
+	e := writeEntry{c: c, word: w, ptr: p, del: del}
+	if i := t.findWrite(c); i >= 0 {
+		if n := len(t.sps); n > 0 && i < t.sps[n-1].writes {
+			t.undo = append(t.undo, undoEntry{i, t.writes[i]})
+		}
+		t.writes[i] = e
+		return
+	}
+	t.writes = append(t.writes, e)
+	if n := len(t.writes); n > linearMax {
+		if t.index == nil {
+			t.index = make(map[*cell]int, 2*linearMax)
+		}
+		if n == linearMax+1 {
+			for j := range t.writes {
+				t.index[t.writes[j].c] = j
+			}
+		} else {
+			t.index[c] = n - 1
+		}
+	}
+}
+
+// conflict is the panic value that aborts an attempt for a rerun. Only Run
+// recovers it.
+type conflict struct {
+	cause Cause
+	group *Group
+}
+
+func (t *txn) abort(cause Cause, c *cell) {
+	var g *Group
+	if c != nil {
+		g = c.group
+	}
+	t.doomed = &conflict{cause, g}
+	panic(t.doomed)
+}
+
+// Local is per-transaction state kept by a package built on stm (commit
+// hooks, queued entries). Its methods are called by the goroutine running the
+// transaction.
+type Local interface {
+	// Mark returns a position to which RollbackTo can later return.
+	Mark() int
+	// RollbackTo undoes what was added after mark, because the savepoint
+	// that took the mark rolled back. A Local created inside that savepoint
+	// is rolled back to 0.
+	RollbackTo(mark int)
+	// End is called once when the transaction has finally committed
+	// (committed is true) or rolled back, after its locks were released.
+	// It is not called for attempts that rerun.
+	End(committed bool)
+}
+
+// Local returns the Local stored under key in the current attempt, creating
+// it with create on first use. Attempts that rerun start without Locals.
+func (tx *Tx) Local(key any, create func() Local) Local {
+	t := tx.live()
+	for i := range t.locals {
+		if t.locals[i].key == key {
+			return t.locals[i].l
+		}
+	}
+	l := create()
+	t.locals = append(t.locals, localEntry{key, l})
+	return l
+}
+
+// Savepoint runs fn as a nested transaction. If fn returns an error, its
+// writes and the Locals' additions since the savepoint began are rolled back,
+// and the error is returned; the outer transaction continues. If fn panics,
+// the savepoint rolls back and the panic continues into the outer body.
+// Conflicts rerun the whole transaction, as anywhere in a body.
+func (tx *Tx) Savepoint(fn func(tx *Tx) error) (err error) {
+	t := tx.live()
+	sp := savepoint{writes: len(t.writes), undo: len(t.undo), locals: len(t.locals), localMarks: len(t.localMarks)}
+	for i := range t.locals {
+		t.localMarks = append(t.localMarks, t.locals[i].l.Mark())
+	}
+	t.sps = append(t.sps, sp)
+	defer func() {
+		t.sps = t.sps[:len(t.sps)-1]
+		if r := recover(); r != nil {
+			// A conflict reruns the whole attempt: nothing to undo here.
+			if _, ok := r.(*conflict); !ok {
+				t.rollbackTo(sp)
+			}
+			t.localMarks = t.localMarks[:sp.localMarks]
+			panic(r)
+		}
+		if err != nil {
+			t.rollbackTo(sp)
+		}
+		t.localMarks = t.localMarks[:sp.localMarks]
+	}()
+	return fn(tx)
+}
+
+func (t *txn) rollbackTo(sp savepoint) {
+	for i := len(t.undo) - 1; i >= sp.undo; i-- {
+		u := t.undo[i]
+		t.writes[u.idx] = u.w
+	}
+	clear(t.undo[sp.undo:])
+	t.undo = t.undo[:sp.undo]
+	if t.index != nil {
+		for _, w := range t.writes[sp.writes:] {
+			delete(t.index, w.c)
+		}
+	}
+	clear(t.writes[sp.writes:])
+	t.writes = t.writes[:sp.writes]
+	for i := range t.locals {
+		mark := 0
+		if i < sp.locals {
+			mark = t.localMarks[sp.localMarks+i]
+		}
+		t.locals[i].l.RollbackTo(mark)
+	}
+}

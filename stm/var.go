@@ -1,0 +1,163 @@
+package stm
+
+import (
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+// The meta word of a cell: version<<2 | present<<1 | locked.
+//
+// A writer sets the locked bit with a CompareAndSwap (the version bits stay),
+// stores the value while locked, and releases by storing the new version with
+// the locked bit clear. A reader loads meta, the value, then meta again: if both
+// loads agree and the lock bit is clear, the value belongs to that version.
+// Every access is atomic, so the race detector sees no data race.
+const (
+	lockedBit  = 1
+	presentBit = 2
+	verShift   = 2
+)
+
+// cell is the untyped core of a transactional record.
+type cell struct {
+	meta atomic.Uint64
+	// word holds the value of an inline cell (pointer-free, at most 8 bytes).
+	word atomic.Uint64
+	// ptr holds a pointer to an immutable value for other cells.
+	ptr    atomic.Pointer[byte]
+	id     uint64 // lock order
+	group  *Group
+	inline bool
+}
+
+var cellIDs atomic.Uint64
+
+// Var is a transactional cell holding a value of type T, or nothing.
+//
+// A Var is safe for concurrent use by transactions; it is read and written
+// only through a Tx. The stored value is shared: a T holding slices, maps or
+// pointers must not be mutated after Store (package table clones for you).
+type Var[T any] struct {
+	c cell
+}
+
+// NewVar returns a Var in group g (nil for none) holding v.
+func NewVar[T any](g *Group, v T) *Var[T] {
+	x := new(Var[T])
+	x.Init(g)
+	x.c.meta.Store(presentBit)
+	x.set(v)
+	return x
+}
+
+// Init prepares a zero Var as an empty cell of group g. Call it once, before
+// the Var is reachable by any transaction; NewVar calls it for you.
+func (x *Var[T]) Init(g *Group) {
+	x.c.id = cellIDs.Add(1)
+	x.c.group = g
+	x.c.inline = inlineType[T]()
+}
+
+// set stores v directly; only for initialization.
+func (x *Var[T]) set(v T) {
+	w, p := x.encode(v)
+	x.c.word.Store(w)
+	x.c.ptr.Store((*byte)(p))
+}
+
+func (x *Var[T]) encode(v T) (uint64, unsafe.Pointer) {
+	if x.c.inline {
+		var w uint64
+		*(*T)(unsafe.Pointer(&w)) = v
+		return w, nil
+	}
+	p := new(T)
+	*p = v
+	return 0, unsafe.Pointer(p)
+}
+
+func (x *Var[T]) decode(w uint64, p unsafe.Pointer) T {
+	if x.c.inline {
+		return *(*T)(unsafe.Pointer(&w))
+	}
+	if p == nil {
+		var zero T
+		return zero
+	}
+	return *(*T)(p)
+}
+
+// Load returns the value as tx sees it and whether the cell holds one.
+// It panics with ErrTxDone if tx has ended.
+func (x *Var[T]) Load(tx *Tx) (T, bool) {
+	w, p, ok := tx.live().read(&x.c)
+	if !ok {
+		var zero T
+		return zero, false
+	}
+	return x.decode(w, p), true
+}
+
+// Store sets the value in tx.
+func (x *Var[T]) Store(tx *Tx, v T) {
+	t := tx.live()
+	w, p := x.encode(v)
+	t.write(&x.c, w, p, false)
+}
+
+// Clear empties the cell in tx.
+func (x *Var[T]) Clear(tx *Tx) {
+	tx.live().write(&x.c, 0, nil, true)
+}
+
+// Present reports whether the cell holds a value in tx. It reads the cell
+// like Load, without copying the value.
+func (x *Var[T]) Present(tx *Tx) bool {
+	_, _, ok := tx.live().read(&x.c)
+	return ok
+}
+
+var inlineCache sync.Map // reflect.Type -> bool
+
+// inlineType reports whether T is pointer-free and fits in a word, so that a
+// Var[T] can hold it in its atomic word instead of behind a pointer.
+func inlineType[T any]() bool {
+	t := reflect.TypeFor[T]()
+	if v, ok := inlineCache.Load(t); ok {
+		return v.(bool)
+	}
+	ok := t.Size() <= 8 && t.Align() <= 8 && !hasRefs(t, true)
+	inlineCache.Store(t, ok)
+	return ok
+}
+
+// HasPointers reports whether values of t contain pointers, slices, maps,
+// channels, functions or interfaces: anything through which two copies of a
+// value could share memory. Strings are immutable and do not count.
+func HasPointers(t reflect.Type) bool { return hasRefs(t, false) }
+
+// hasRefs is HasPointers, counting strings too when withStrings is set (a
+// string holds a pointer the garbage collector must see).
+func hasRefs(t reflect.Type, withStrings bool) bool {
+	switch t.Kind() {
+	case reflect.String:
+		return withStrings
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return false
+	case reflect.Array:
+		return t.Len() > 0 && hasRefs(t.Elem(), withStrings)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if hasRefs(t.Field(i).Type, withStrings) {
+				return true
+			}
+		}
+		return false
+	default:
+		return true
+	}
+}

@@ -65,7 +65,9 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 				backoff(attempt)
 			}
 		}
-		t.reset()
+		if attempt > 1 {
+			t.reset()
+		}
 		t.attempt = attempt
 		t.rv = db.clock.Load()
 		out := t.run(tx, fn)

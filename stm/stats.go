@@ -37,7 +37,6 @@ func (c Cause) String() string {
 const maxTracked = 128
 
 type counters struct {
-	commits     atomic.Uint64
 	rollbacks   atomic.Uint64
 	panics      atomic.Uint64
 	canceled    atomic.Uint64
@@ -45,7 +44,7 @@ type counters struct {
 	escalations atomic.Uint64
 	reruns      [numCauses]atomic.Uint64
 	ungrouped   atomic.Uint64
-	attempts    [maxTracked + 1]atomic.Uint64 // attempts[n]: commits after n attempts
+	attempts    [maxTracked + 1]atomic.Uint64 // attempts[n]: commits after n attempts; their sum counts commits
 	maxAttempts atomic.Uint64
 }
 
@@ -59,7 +58,6 @@ func (s *counters) rerun(c *conflict) {
 }
 
 func (s *counters) commit(attempts int) {
-	s.commits.Add(1)
 	s.attempts[min(attempts, maxTracked)].Add(1)
 	a := uint64(attempts)
 	for m := s.maxAttempts.Load(); a > m && !s.maxAttempts.CompareAndSwap(m, a); m = s.maxAttempts.Load() {
@@ -97,7 +95,6 @@ type Stats struct {
 func (db *DB) Stats() Stats {
 	s := &db.stats
 	st := Stats{
-		Commits:       s.commits.Load(),
 		Rollbacks:     s.rollbacks.Load(),
 		Panics:        s.panics.Load(),
 		Canceled:      s.canceled.Load(),
@@ -129,6 +126,7 @@ func (db *DB) Stats() Stats {
 		hist[i] = s.attempts[i].Load()
 		total += hist[i]
 	}
+	st.Commits = total
 	pct := func(p uint64) uint64 {
 		if total == 0 {
 			return 0

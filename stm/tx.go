@@ -33,8 +33,8 @@ func (tx *Tx) Attempt() int { return tx.live().attempt }
 func (tx *Tx) DB() *DB { return tx.live().db }
 
 type readEntry struct {
-	c   *cell
-	ver uint64
+	c    *cell
+	meta uint64 // as read: version and present bit, lock bit clear
 }
 
 type writeEntry struct {
@@ -111,7 +111,8 @@ const maxSpin = 32
 
 func (t *txn) reset() {
 	t.doomed = nil
-	clear(t.reads)
+	// The read log points only at cells, which live as long as their
+	// table: it need not be zeroed for the garbage collector.
 	t.reads = t.reads[:0]
 	clear(t.writes)
 	t.writes = t.writes[:0]
@@ -184,10 +185,30 @@ func (t *txn) read(c *cell) (uint64, unsafe.Pointer, bool) {
 			}
 			continue
 		}
-		t.reads = append(t.reads, readEntry{c, m1 >> verShift})
+		t.reads = append(t.reads, readEntry{c, m1})
 		return w, unsafe.Pointer(p), m1&presentBit != 0
 	}
 }
+
+// present reports whether c holds a value in the transaction. A cell read
+// moments ago is answered from the read log, without a second read.
+func (t *txn) present(c *cell) bool {
+	if len(t.writes) > 0 {
+		if i := t.findWrite(c); i >= 0 {
+			return !t.writes[i].del
+		}
+	}
+	for i, n := len(t.reads)-1, max(len(t.reads)-recentReads, 0); i >= n; i-- {
+		if t.reads[i].c == c {
+			return t.reads[i].meta&presentBit != 0
+		}
+	}
+	_, _, ok := t.read(c)
+	return ok
+}
+
+// recentReads is how far back present looks in the read log.
+const recentReads = 4
 
 // extend moves rv to the current clock if every read is still current.
 func (t *txn) extend() bool {
@@ -206,7 +227,7 @@ func (t *txn) firstInvalid(owned bool) *cell {
 	for i := range t.reads {
 		r := &t.reads[i]
 		m := r.c.meta.Load()
-		if m>>verShift != r.ver {
+		if m>>verShift != r.meta>>verShift {
 			return r.c
 		}
 		if m&lockedBit != 0 && (!owned || t.findWrite(r.c) < 0) {

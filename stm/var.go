@@ -115,8 +115,7 @@ func (x *Var[T]) Clear(tx *Tx) {
 // Present reports whether the cell holds a value in tx. It reads the cell
 // like Load, without copying the value.
 func (x *Var[T]) Present(tx *Tx) bool {
-	_, _, ok := tx.live().read(&x.c)
-	return ok
+	return tx.live().present(&x.c)
 }
 
 var inlineCache sync.Map // reflect.Type -> bool

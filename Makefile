@@ -1,0 +1,20 @@
+# Zest: `make test` runs every test; `make bench` the micro-benchmarks and
+# the engine comparison in bench/.
+GO ?= go
+
+.PHONY: test check bench bench-compare
+
+test: check
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Static checks: formatting and vet, on the library and the bench module.
+check:
+	@out=$$(gofmt -l . ); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	cd bench && $(GO) vet ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./stm/... ./table/...
+
+bench-compare:
+	cd bench && $(GO) run . 

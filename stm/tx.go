@@ -25,6 +25,16 @@ func (tx *Tx) live() *txn {
 	return t
 }
 
+// Err returns nil inside the body, and an error wrapping ErrTxDone once the
+// body has returned. Packages whose functions return errors check it
+// instead of letting the Tx panic.
+func (tx *Tx) Err() error {
+	if tx == nil || tx.t == nil {
+		return fmt.Errorf("%w: a Tx is valid only inside its body", ErrTxDone)
+	}
+	return nil
+}
+
 // Attempt returns the number of the current attempt, starting at 1. A body
 // may use it for diagnostics; it must not change what the body writes.
 func (tx *Tx) Attempt() int { return tx.live().attempt }

@@ -12,16 +12,17 @@ import (
 //     read was checked against its snapshot rv, so it serializes at rv.
 //  2. Otherwise, unless it runs in serial mode, it waits while another
 //     transaction does.
-//  3. It locks its write set in cell-id order (so two commits never wait on
+//  3. If it has durable records, it takes the commit sequencer.
+//  4. It locks its write set in cell-id order (so two commits never wait on
 //     each other in a cycle); a lock held too long by another commit means a
-//     rerun.
-//  4. It takes the write version wv from the clock (under the sequencer if it
-//     has durable records) and validates its reads: each must still carry the
+//     rerun, except in serial mode, which waits.
+//  5. It takes the write version wv from the clock and validates its reads: each must still carry the
 //     version it read. If wv == rv+1 no one committed in between and
 //     validation is skipped.
-//  5. Durable records are staged and appended to the log, in wv order.
-//  6. It publishes: stores the values and releases each lock with version wv.
-//  7. In sync mode it waits for the log.
+//  6. Durable records are staged and appended to the log, in wv order, and
+//     the sequencer is released.
+//  7. It publishes: stores the values and releases each lock with version wv.
+//  8. It waits for the log (which returns at once in an asynchronous mode).
 //
 // A rejected design: holding the locks until the log's fsync. It would make
 // a failed write easy to undo, but every commit touching a hot record would
@@ -54,11 +55,17 @@ func (t *txn) commit() commitResult {
 			}
 		}
 	}
-	if c := t.lockWrites(); c != nil {
-		return commitResult{conflict: &conflict{CauseLocked, c.group}}
-	}
+	// A durable commit takes the sequencer before its locks, so that the
+	// locks are not held while it queues for the sequencer. No lock holder
+	// waits for the sequencer, so this order cannot deadlock.
 	if durable {
 		db.seqMu.Lock()
+	}
+	if c := t.lockWrites(); c != nil {
+		if durable {
+			db.seqMu.Unlock()
+		}
+		return commitResult{conflict: &conflict{CauseLocked, c.group}}
 	}
 	wv := db.clock.Add(1)
 	if wv != t.rv+1 {

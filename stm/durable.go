@@ -18,7 +18,7 @@ import (
 //
 //   - Stage and Log.Append are called under the commit sequencer, once per
 //     committing attempt, after the transaction was validated and while its
-//     write locks are held. Successive calls have increasing Commit.Version,
+//     write locks are held. The sequencer is taken before the locks. Successive calls have increasing Commit.Version,
 //     and Version order is a valid serialization order of the transactions.
 //     So a participant may number its records with a plain counter: the
 //     numbers follow the serialization order, with no gaps.

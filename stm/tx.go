@@ -176,7 +176,9 @@ func (t *txn) read(c *cell) (uint64, unsafe.Pointer, bool) {
 	for {
 		m1 := c.meta.Load()
 		if m1&lockedBit != 0 {
-			if spins++; spins > maxSpin {
+			// A serial transaction holds no locks while its body runs, so
+			// it can wait out a committing writer rather than rerun.
+			if spins++; spins > maxSpin && !t.serial {
 				t.abort(CauseLocked, c)
 			}
 			runtime.Gosched()

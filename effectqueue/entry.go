@@ -1,0 +1,134 @@
+package effectqueue
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Entry is an operation for another system, written inside a transaction.
+type Entry struct {
+	// Kind says which sink operation this is (e.g. "s3.put"). Required.
+	Kind string
+	// Key is the ordering key: entries with the same Key are delivered in
+	// sequence order, one at a time (e.g. "bucket/object").
+	Key string
+	// Payload is the operation's data.
+	Payload []byte
+	// Meta holds small string attributes (content type, user metadata).
+	Meta map[string]string
+}
+
+// Item is a committed entry as consumers read it.
+type Item struct {
+	Entry
+	// Seq is the entry's sequence number: gap-free, increasing in commit
+	// order, never reused.
+	Seq uint64
+	// OpID is a stable operation id, unique across queues, kept when a
+	// dead letter is replayed; sinks use it to make delivery idempotent.
+	OpID string
+	// Committed is the commit time of the entry's transaction.
+	Committed time.Time
+}
+
+// DeadLetter is an entry set aside by a consumer, with the reason.
+type DeadLetter struct {
+	Item
+	Reason string
+	At     time.Time
+}
+
+// formatVersion is the version of the stored encoding.
+const formatVersion = 1
+
+// record is the stored form of an entry (and, with Reason, of a dead
+// letter). Short field names keep entries small; new fields must be
+// optional so older records stay readable.
+type record struct {
+	V       uint8             `msgpack:"v"`
+	OpID    string            `msgpack:"o"`
+	Kind    string            `msgpack:"k"`
+	Key     string            `msgpack:"y,omitempty"`
+	Payload []byte            `msgpack:"p,omitempty"`
+	Meta    map[string]string `msgpack:"m,omitempty"`
+	Time    int64             `msgpack:"t"`
+	Reason  string            `msgpack:"r,omitempty"`
+	DeadAt  int64             `msgpack:"d,omitempty"`
+}
+
+func encode(r *record) ([]byte, error) {
+	r.V = formatVersion
+	return msgpack.Marshal(r)
+}
+
+func decode(seq uint64, b []byte) (record, error) {
+	var r record
+	if err := msgpack.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("%w: seq %d: %v", ErrCorrupt, seq, err)
+	}
+	if r.V == 0 || r.V > formatVersion {
+		return r, fmt.Errorf("%w: seq %d: format version %d, this build reads up to %d", ErrCorrupt, seq, r.V, formatVersion)
+	}
+	return r, nil
+}
+
+func (r *record) item(seq uint64) Item {
+	return Item{
+		Entry:     Entry{Kind: r.Kind, Key: r.Key, Payload: r.Payload, Meta: r.Meta},
+		Seq:       seq,
+		OpID:      r.OpID,
+		Committed: time.Unix(0, r.Time),
+	}
+}
+
+// encodedSize estimates an entry's stored size before it has a sequence
+// number and time: the fields' lengths plus a fixed overhead.
+func (e *Entry) encodedSize() int {
+	n := 64 + len(e.Kind) + len(e.Key) + len(e.Payload)
+	for k, v := range e.Meta {
+		n += len(k) + len(v) + 4
+	}
+	return n
+}
+
+// keys of the queue, under the prefix:
+//
+//	e/<seq>   pending entries
+//	d/<seq>   dead letters
+//	r/<seq>   retry state of a pending entry (see RetryState)
+//	m/next    the next sequence number to assign
+//	m/cursor  every entry below it is acked or dead-lettered
+//	m/id      the queue's id, the prefix of its operation ids
+type keys struct {
+	entry, dead, retry []byte
+	next, cursor, id   []byte
+}
+
+func newKeys(prefix string) keys {
+	p := []byte(prefix)
+	return keys{
+		entry:  append(append([]byte{}, p...), "e/"...),
+		dead:   append(append([]byte{}, p...), "d/"...),
+		retry:  append(append([]byte{}, p...), "r/"...),
+		next:   append(append([]byte{}, p...), "m/next"...),
+		cursor: append(append([]byte{}, p...), "m/cursor"...),
+		id:     append(append([]byte{}, p...), "m/id"...),
+	}
+}
+
+func seqKey(prefix []byte, seq uint64) []byte {
+	k := make([]byte, len(prefix), len(prefix)+8)
+	copy(k, prefix)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+func seqOf(prefix, key []byte) uint64 {
+	return binary.BigEndian.Uint64(key[len(prefix):])
+}
+
+func u64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
+
+func u64b(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }

@@ -1,0 +1,358 @@
+package effectqueue
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/zest-stm/zest/stm"
+)
+
+// Queue is a durable FIFO of effects, written inside transactions of one
+// stm.DB and read by consumers (usually a mover).
+//
+// A Queue is safe for concurrent use. Enqueue belongs in a transaction's
+// body; the consumer methods are called outside transactions.
+type Queue struct {
+	db   *stm.DB
+	bdb  *badger.DB
+	own  bool // the queue opened bdb and closes it
+	opts Options
+	k    keys
+	id   string
+	w    *writer
+
+	// next is the next sequence number to assign.
+	// REQUIRES: the DB's commit sequencer (it is used only in Stage and
+	// Unstage).
+	next uint64
+
+	// head is the highest sequence number that is durable: readers see
+	// entries up to it, never beyond.
+	head atomic.Uint64
+	// notify is closed and replaced each time head advances.
+	notify atomic.Pointer[chan struct{}]
+
+	closed atomic.Bool
+
+	mu struct {
+		sync.Mutex
+		// cursor: every entry below it is acked or dead-lettered.
+		cursor uint64
+		// pending counts entries at or after cursor, up to head, not yet
+		// acked or dead-lettered.
+		pending int64
+		// oldest is the commit time of the entry at cursor, if pending.
+		oldest time.Time
+	}
+
+	cons     consumer
+	replayMu sync.Mutex // one Replay at a time, so none enqueues twice
+
+	stop chan struct{}
+	bg   sync.WaitGroup
+}
+
+// Open opens (or creates) the queue and attaches it to db as its durable
+// log: from then on, transactions of db can Enqueue. A DB has one queue.
+func Open(db *stm.DB, opts *Options) (*Queue, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	q := &Queue{db: db, opts: o, k: newKeys(o.Prefix), stop: make(chan struct{})}
+	if o.Badger != nil {
+		q.bdb = o.Badger
+	} else {
+		q.bdb, err = badger.Open(o.badgerOptions())
+		if err != nil {
+			return nil, fmt.Errorf("effectqueue: open badger in %s: %w", o.Dir, err)
+		}
+		q.own = true
+	}
+	if int64(o.MaxEntrySize) > q.bdb.MaxBatchSize()/2 {
+		q.closeBadger()
+		return nil, fmt.Errorf("effectqueue: MaxEntrySize %d is more than half the largest atomic Badger write (%d); raise MemTableSize",
+			o.MaxEntrySize, q.bdb.MaxBatchSize())
+	}
+	if err := q.load(); err != nil {
+		q.closeBadger()
+		return nil, err
+	}
+	ch := make(chan struct{})
+	q.notify.Store(&ch)
+	q.w = newWriter(q)
+	if err := db.AttachLog(q.w); err != nil {
+		q.closeBadger()
+		return nil, fmt.Errorf("effectqueue: %w", err)
+	}
+	q.bg.Go(q.w.run)
+	if q.own {
+		q.bg.Go(q.gcLoop)
+	}
+	return q, nil
+}
+
+// load reads the queue's metadata and counts the pending entries.
+func (q *Queue) load() error {
+	return q.bdb.Update(func(txn *badger.Txn) error {
+		q.next = 1
+		if v, err := getValue(txn, q.k.next); err != nil {
+			return err
+		} else if v != nil {
+			q.next = u64(v)
+		}
+		q.mu.cursor = 1
+		if v, err := getValue(txn, q.k.cursor); err != nil {
+			return err
+		} else if v != nil {
+			q.mu.cursor = u64(v)
+		}
+		if v, err := getValue(txn, q.k.id); err != nil {
+			return err
+		} else if v != nil {
+			q.id = string(v)
+		} else {
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			q.id = hex.EncodeToString(b[:])
+			if err := txn.Set(q.k.id, []byte(q.id)); err != nil {
+				return err
+			}
+		}
+		q.head.Store(q.next - 1)
+		// Count what is pending, from the cursor on.
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: q.k.entry})
+		defer it.Close()
+		first := true
+		for it.Seek(seqKey(q.k.entry, q.mu.cursor)); it.Valid(); it.Next() {
+			seq := seqOf(q.k.entry, it.Item().Key())
+			if seq >= q.next {
+				return fmt.Errorf("%w: entry %d at or beyond the next sequence number %d", ErrCorrupt, seq, q.next)
+			}
+			if first {
+				first = false
+				q.mu.cursor = seq
+				if err := it.Item().Value(func(b []byte) error {
+					r, err := decode(seq, b)
+					q.mu.oldest = time.Unix(0, r.Time)
+					return err
+				}); err != nil {
+					return err
+				}
+			}
+			q.mu.pending++
+		}
+		if first {
+			q.mu.cursor = q.next
+		}
+		return nil
+	})
+}
+
+func getValue(txn *badger.Txn, key []byte) ([]byte, error) {
+	it, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return it.ValueCopy(nil)
+}
+
+// ID returns the queue's id, the prefix of its operation ids.
+func (q *Queue) ID() string { return q.id }
+
+// Badger returns the Badger database holding the queue.
+func (q *Queue) Badger() *badger.DB { return q.bdb }
+
+// Close stops accepting entries, writes what was committed, detaches from
+// the DB and, if the queue opened its Badger, closes it. Close is
+// idempotent.
+func (q *Queue) Close() error {
+	if !q.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	q.w.close()
+	close(q.stop)
+	q.bg.Wait()
+	q.db.DetachLog(q.w)
+	return q.closeBadger()
+}
+
+func (q *Queue) closeBadger() error {
+	if !q.own {
+		return nil
+	}
+	if err := q.bdb.Close(); err != nil {
+		return fmt.Errorf("effectqueue: close badger: %w", err)
+	}
+	return nil
+}
+
+func (q *Queue) gcLoop() {
+	t := time.NewTicker(q.opts.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-q.stop:
+			return
+		case <-t.C:
+			for q.bdb.RunValueLogGC(0.5) == nil {
+			}
+		}
+	}
+}
+
+// Enqueue adds e to the queue as part of tx. It becomes durable and visible
+// to consumers if and only if tx commits: attempts that rerun, roll back, or
+// belong to a savepoint that rolls back leave nothing behind.
+//
+// Enqueue returns an error, and adds nothing, for bad input: an empty Kind,
+// an entry over Options.MaxEntrySize, a transaction whose entries no longer
+// fit in one atomic write, a Tx whose body has returned, or a closed queue.
+// The body decides what to do with it; returning it rolls back.
+func (q *Queue) Enqueue(tx *stm.Tx, e Entry) error {
+	if err := tx.Err(); err != nil {
+		return fmt.Errorf("effectqueue: enqueue: %w", err)
+	}
+	if q.closed.Load() {
+		return ErrClosed
+	}
+	if e.Kind == "" {
+		return ErrEmptyKind
+	}
+	size := e.encodedSize()
+	if size > q.opts.MaxEntrySize {
+		return fmt.Errorf("%w: %d bytes, the limit is %d (Options.MaxEntrySize)", ErrEntryTooLarge, size, q.opts.MaxEntrySize)
+	}
+	p := q.local(tx)
+	if int64(p.size+size) > q.bdb.MaxBatchSize()/2 || int64(len(p.entries)+2) > q.bdb.MaxBatchCount()/2 {
+		return fmt.Errorf("%w: %d entries, %d bytes so far; split the work over several transactions", ErrTxTooLarge, len(p.entries)+1, p.size+size)
+	}
+	e.Meta = cloneMeta(e.Meta)
+	e.Payload = append([]byte(nil), e.Payload...)
+	p.entries = append(p.entries, pendingEntry{Entry: e})
+	p.size += size
+	return nil
+}
+
+func cloneMeta(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string]string, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+type localKey struct{ q *Queue }
+
+func (q *Queue) local(tx *stm.Tx) *participant {
+	return tx.Local(localKey{q}, func() stm.Local { return &participant{q: q} }).(*participant)
+}
+
+type pendingEntry struct {
+	Entry
+	opID       string // kept from a replayed dead letter
+	deadLetter uint64 // the dead letter a replay removes
+}
+
+// participant is a transaction's part of the queue.
+type participant struct {
+	q       *Queue
+	entries []pendingEntry
+	size    int
+	first   uint64 // first sequence number staged
+}
+
+func (p *participant) Mark() int { return len(p.entries) }
+
+func (p *participant) RollbackTo(mark int) {
+	for _, e := range p.entries[mark:] {
+		p.size -= e.encodedSize()
+	}
+	clear(p.entries[mark:])
+	p.entries = p.entries[:mark]
+}
+
+func (p *participant) End(bool) {}
+
+func (p *participant) Pending() bool { return len(p.entries) > 0 }
+
+// Stage numbers the entries and adds their records to c.
+// REQUIRES: the DB's commit sequencer (see stm's durable seam).
+func (p *participant) Stage(c *stm.Commit) {
+	q := p.q
+	p.first = q.next
+	for i := range p.entries {
+		e := &p.entries[i]
+		seq := q.next
+		q.next++
+		op := e.opID
+		if op == "" {
+			op = q.id + "-" + strconv.FormatUint(seq, 10)
+		}
+		r := record{OpID: op, Kind: e.Kind, Key: e.Key, Payload: e.Payload, Meta: e.Meta, Time: c.Time.UnixNano()}
+		b, err := encode(&r)
+		if err != nil {
+			// Every field is a string, bytes or a string map: msgpack
+			// cannot fail on them.
+			panic(fmt.Sprintf("effectqueue: encode: %v", err))
+		}
+		c.Add(stm.Record{Key: seqKey(q.k.entry, seq), Value: b})
+		if e.deadLetter != 0 {
+			c.Add(stm.Record{Key: seqKey(q.k.dead, e.deadLetter), Delete: true})
+		}
+	}
+}
+
+// Unstage gives back the sequence numbers of a commit that failed.
+// REQUIRES: the DB's commit sequencer.
+func (p *participant) Unstage(*stm.Commit) { p.q.next = p.first }
+
+// Notify returns a channel that is closed when new entries become visible
+// to readers. Take a new channel after each wake-up.
+func (q *Queue) Notify() <-chan struct{} { return *q.notify.Load() }
+
+// Head returns the highest durable sequence number (0 if none yet).
+func (q *Queue) Head() uint64 { return q.head.Load() }
+
+// advance publishes the durable head and wakes readers.
+func (q *Queue) advance(head uint64) {
+	q.head.Store(head)
+	ch := make(chan struct{})
+	old := q.notify.Swap(&ch)
+	close(*old)
+}
+
+// Wait blocks until an entry after seq is visible, or ctx ends.
+func (q *Queue) Wait(ctx context.Context, after uint64) error {
+	for {
+		ch := q.Notify()
+		if q.head.Load() > after {
+			return nil
+		}
+		if q.closed.Load() {
+			return ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-q.stop:
+			return ErrClosed
+		}
+	}
+}

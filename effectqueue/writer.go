@@ -1,0 +1,233 @@
+package effectqueue
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"time"
+
+
+	"github.com/zest-stm/zest/stm"
+)
+
+// writer is the queue's stm.Log: it writes committed transactions' records
+// to Badger in commit order, grouping every commit that arrives while a
+// write is under way into the next write (group commit: one Badger write and
+// one fsync for many transactions).
+//
+// Invariants:
+//   - Commits are written in the order Append received them, which is the
+//     commit order; each commit's records go into one Badger transaction, so
+//     a crash leaves all of them or none.
+//   - Every Badger transaction that holds entries also sets m/next past its
+//     highest entry, so numbering continues after a restart.
+//   - The head that readers see advances only after the write (and fsync)
+//     returned, so readers see a gap-free prefix.
+//   - After a failed write nothing more is written: the DB is stopped (see
+//     stm.DB.Stop) and every waiting and later commit gets the error.
+type writer struct {
+	q    *Queue
+	wake chan struct{}
+	done chan struct{}
+
+	mu struct {
+		sync.Mutex
+		queue  []*pending
+		closed bool
+		err    error
+	}
+}
+
+// pending is one commit waiting to be written. It is the stm.Waiter that
+// Run waits on.
+type pending struct {
+	c    *stm.Commit
+	done chan error
+}
+
+func (p *pending) Wait() error { return <-p.done }
+
+// written is the Waiter of an Async commit: Run does not wait.
+type written struct{}
+
+func (written) Wait() error { return nil }
+
+func newWriter(q *Queue) *writer {
+	return &writer{q: q, wake: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// Append queues c for the next write.
+// REQUIRES: the DB's commit sequencer (so the queue is in commit order).
+func (w *writer) Append(c *stm.Commit) (stm.Waiter, error) {
+	p := &pending{c: c, done: make(chan error, 1)}
+	w.mu.Lock()
+	switch {
+	case w.mu.err != nil:
+		err := w.mu.err
+		w.mu.Unlock()
+		return nil, err
+	case w.mu.closed:
+		w.mu.Unlock()
+		return nil, ErrClosed
+	}
+	w.mu.queue = append(w.mu.queue, p)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	if w.q.opts.Durability == Async {
+		return written{}, nil
+	}
+	return p, nil
+}
+
+func (w *writer) close() {
+	w.mu.Lock()
+	w.mu.closed = true
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	<-w.done
+}
+
+func (w *writer) run() {
+	defer close(w.done)
+	var timer *time.Timer
+	for {
+		<-w.wake
+		if w.q.opts.Durability == Async {
+			// Let the interval's commits gather into one write.
+			if timer == nil {
+				timer = time.NewTimer(w.q.opts.FlushInterval)
+			} else {
+				timer.Reset(w.q.opts.FlushInterval)
+			}
+			select {
+			case <-timer.C:
+			case <-w.q.stop:
+			}
+		}
+		for {
+			w.mu.Lock()
+			group, closed, failed := w.mu.queue, w.mu.closed, w.mu.err != nil
+			w.mu.queue = nil
+			w.mu.Unlock()
+			if len(group) == 0 {
+				if closed || failed {
+					return
+				}
+				break
+			}
+			w.write(group)
+		}
+	}
+}
+
+// write writes a group of commits, in as few Badger transactions as their
+// size allows.
+func (w *writer) write(group []*pending) {
+	q := w.q
+	limitSize, limitCount := q.bdb.MaxBatchSize()/2, q.bdb.MaxBatchCount()/2
+	for len(group) > 0 {
+		// Take the longest run of commits that fits in one transaction.
+		n, size, count := 0, int64(0), int64(1)
+		for n < len(group) {
+			c := group[n].c
+			cs, cc := int64(c.Size+len(c.Records)*32), int64(len(c.Records))
+			if n > 0 && (size+cs > limitSize || count+cc > limitCount) {
+				break
+			}
+			size, count = size+cs, count+cc
+			n++
+		}
+		batch := group[:n]
+		group = group[n:]
+		head, entries, first, err := w.writeBatch(batch)
+		if err != nil {
+			w.fail(err, batch, group)
+			return
+		}
+		if entries > 0 {
+			q.committed(head, entries, first)
+		}
+		for _, p := range batch {
+			p.done <- nil
+		}
+	}
+}
+
+// writeBatch writes the commits in one Badger transaction. It returns the
+// highest entry sequence number written, the number of entries, and the
+// commit time of the first.
+func (w *writer) writeBatch(batch []*pending) (head uint64, entries int64, first time.Time, err error) {
+	q := w.q
+	txn := q.bdb.NewTransaction(true)
+	defer txn.Discard()
+	for _, p := range batch {
+		for _, r := range p.c.Records {
+			if r.Delete {
+				err = txn.Delete(r.Key)
+			} else {
+				err = txn.Set(r.Key, r.Value)
+			}
+			if err != nil {
+				return 0, 0, first, fmt.Errorf("effectqueue: write: %w", err)
+			}
+			if bytes.HasPrefix(r.Key, q.k.entry) && !r.Delete {
+				if entries == 0 {
+					first = p.c.Time
+				}
+				entries++
+				head = max(head, seqOf(q.k.entry, r.Key))
+			}
+		}
+	}
+	if entries > 0 {
+		if err := txn.Set(q.k.next, u64b(head+1)); err != nil {
+			return 0, 0, first, fmt.Errorf("effectqueue: write: %w", err)
+		}
+	}
+	if err := txn.Commit(); err != nil {
+		return 0, 0, first, fmt.Errorf("effectqueue: write: %w", err)
+	}
+	if !q.bdb.Opts().SyncWrites {
+		if err := q.bdb.Sync(); err != nil {
+			return 0, 0, first, fmt.Errorf("effectqueue: sync: %w", err)
+		}
+	}
+	return head, entries, first, nil
+}
+
+// fail stops the DB: the batch's transactions are applied in memory but not
+// on disk, so no further commit may be accepted.
+func (w *writer) fail(err error, batch, rest []*pending) {
+	w.mu.Lock()
+	w.mu.err = fmt.Errorf("%w (the queue stopped writing after this error)", err)
+	rest = append(rest, w.mu.queue...)
+	w.mu.queue = nil
+	w.mu.Unlock()
+	w.q.db.Stop(err)
+	w.q.opts.Logger.Error("effectqueue: write failed; the database stopped accepting commits", "err", err)
+	for _, p := range batch {
+		p.done <- err
+	}
+	for _, p := range rest {
+		p.done <- err
+	}
+}
+
+// committed records that entries up to head are durable.
+func (q *Queue) committed(head uint64, n int64, first time.Time) {
+	q.mu.Lock()
+	if q.mu.pending == 0 {
+		q.mu.oldest = first
+	}
+	q.mu.pending += n
+	q.mu.Unlock()
+	q.advance(head)
+}
+
+var _ stm.Log = (*writer)(nil)

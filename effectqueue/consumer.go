@@ -13,8 +13,10 @@ import (
 	"github.com/zest-stm/zest/stm"
 )
 
-// consumer serializes the methods that remove entries, so that the cursor
-// moves consistently.
+// consumer serializes the methods that read and then change the queue's
+// keys (Ack, DeadLetter, Discard, SetRetryState), so that the cursor moves
+// consistently and no two of them race on a key. (The writer only adds keys
+// that none of them reads before they are committed.)
 type consumer struct {
 	mu sync.Mutex
 }
@@ -307,11 +309,9 @@ func (q *Queue) Replay(ctx context.Context, seq uint64) (newSeq uint64, err erro
 	var p *participant
 	err = q.db.Run(ctx, func(tx *stm.Tx) error {
 		p = q.local(tx)
-		p.entries = append(p.entries, pendingEntry{
-			Entry:      Entry{Kind: r.Kind, Key: r.Key, Payload: r.Payload, Meta: r.Meta},
-			opID:       r.OpID,
-			deadLetter: seq,
-		})
+		e := Entry{Kind: r.Kind, Key: r.Key, Payload: r.Payload, Meta: r.Meta}
+		body, fields := encodeBody(&e)
+		p.entries = append(p.entries, pendingEntry{body: body, fields: fields, opID: r.OpID, deadLetter: seq})
 		return nil
 	})
 	if err != nil {
@@ -328,6 +328,8 @@ func (q *Queue) Discard(ctx context.Context, seq uint64) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	q.cons.mu.Lock()
+	defer q.cons.mu.Unlock()
 	return q.update(func(txn *badger.Txn) error {
 		key := seqKey(q.k.dead, seq)
 		if _, err := txn.Get(key); errors.Is(err, badger.ErrKeyNotFound) {
@@ -357,6 +359,8 @@ func (q *Queue) SetRetryState(ctx context.Context, seq uint64, s RetryState) err
 	if err != nil {
 		return fmt.Errorf("effectqueue: retry state: %w", err)
 	}
+	q.cons.mu.Lock()
+	defer q.cons.mu.Unlock()
 	return q.update(func(txn *badger.Txn) error {
 		if _, err := txn.Get(seqKey(q.k.entry, seq)); err != nil {
 			if errors.Is(err, badger.ErrKeyNotFound) {

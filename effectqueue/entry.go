@@ -1,8 +1,10 @@
 package effectqueue
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -62,6 +64,61 @@ type record struct {
 func encode(r *record) ([]byte, error) {
 	r.V = formatVersion
 	return msgpack.Marshal(r)
+}
+
+// encodeBody encodes the fields of e that do not depend on the commit as
+// msgpack map pairs (kind, key, payload, meta), and returns them with their
+// number. Enqueue calls it in the body, so that the commit sequencer only
+// adds the header (see encodeStaged).
+func encodeBody(e *Entry) ([]byte, int) {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	n := 1
+	_ = enc.EncodeString("k")
+	_ = enc.EncodeString(e.Kind)
+	if e.Key != "" {
+		n++
+		_ = enc.EncodeString("y")
+		_ = enc.EncodeString(e.Key)
+	}
+	if len(e.Payload) > 0 {
+		n++
+		_ = enc.EncodeString("p")
+		_ = enc.EncodeBytes(e.Payload)
+	}
+	if len(e.Meta) > 0 {
+		n++
+		_ = enc.EncodeString("m")
+		_ = enc.EncodeMapLen(len(e.Meta))
+		keys := make([]string, 0, len(e.Meta))
+		for k := range e.Meta {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			_ = enc.EncodeString(k)
+			_ = enc.EncodeString(e.Meta[k])
+		}
+	}
+	return buf.Bytes(), n
+}
+
+// encodeStaged completes a record: a map of the version, operation id and
+// commit time, followed by the pre-encoded body pairs. The result decodes
+// like any record.
+func encodeStaged(opID string, t int64, body []byte, fields int) []byte {
+	var buf bytes.Buffer
+	buf.Grow(len(body) + len(opID) + 24)
+	enc := msgpack.NewEncoder(&buf)
+	_ = enc.EncodeMapLen(3 + fields)
+	_ = enc.EncodeString("v")
+	_ = enc.EncodeUint8(formatVersion)
+	_ = enc.EncodeString("o")
+	_ = enc.EncodeString(opID)
+	_ = enc.EncodeString("t")
+	_ = enc.EncodeInt(t)
+	buf.Write(body)
+	return buf.Bytes()
 }
 
 func decode(seq uint64, b []byte) (record, error) {

@@ -109,7 +109,9 @@ func (o *Options) withDefaults() (Options, error) {
 }
 
 // badgerOptions returns the options for a Badger the queue owns: sized for
-// a process that embeds it, with SyncWrites on.
+// a process that embeds it, with SyncWrites on. Badger's conflict detection
+// is off: the writer only adds new keys, and the queue serializes its own
+// read-modify-write operations (see consumer).
 func (o *Options) badgerOptions() badger.Options {
 	return badger.DefaultOptions(o.Dir).
 		WithSyncWrites(true).
@@ -122,6 +124,7 @@ func (o *Options) badgerOptions() badger.Options {
 		WithValueLogFileSize(64 << 20).
 		WithValueThreshold(min(1<<20, o.MemTableSize/32)).
 		WithNumCompactors(2).
+		WithDetectConflicts(false).
 		WithLogger(badgerLogger{o.Logger})
 }
 

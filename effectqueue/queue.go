@@ -239,22 +239,10 @@ func (q *Queue) Enqueue(tx *stm.Tx, e Entry) error {
 	if int64(p.size+size) > q.bdb.MaxBatchSize()/2 || int64(len(p.entries)+2) > q.bdb.MaxBatchCount()/2 {
 		return fmt.Errorf("%w: %d entries, %d bytes so far; split the work over several transactions", ErrTxTooLarge, len(p.entries)+1, p.size+size)
 	}
-	e.Meta = cloneMeta(e.Meta)
-	e.Payload = append([]byte(nil), e.Payload...)
-	p.entries = append(p.entries, pendingEntry{Entry: e})
+	body, fields := encodeBody(&e)
+	p.entries = append(p.entries, pendingEntry{body: body, fields: fields, size: size})
 	p.size += size
 	return nil
-}
-
-func cloneMeta(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	c := make(map[string]string, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
 }
 
 type localKey struct{ q *Queue }
@@ -263,8 +251,12 @@ func (q *Queue) local(tx *stm.Tx) *participant {
 	return tx.Local(localKey{q}, func() stm.Local { return &participant{q: q} }).(*participant)
 }
 
+// pendingEntry is an entry enqueued by the current attempt, already
+// encoded but for its sequence number, operation id and commit time.
 type pendingEntry struct {
-	Entry
+	body       []byte
+	fields     int
+	size       int    // its estimated size, counted against the limits
 	opID       string // kept from a replayed dead letter
 	deadLetter uint64 // the dead letter a replay removes
 }
@@ -281,7 +273,7 @@ func (p *participant) Mark() int { return len(p.entries) }
 
 func (p *participant) RollbackTo(mark int) {
 	for _, e := range p.entries[mark:] {
-		p.size -= e.encodedSize()
+		p.size -= e.size
 	}
 	clear(p.entries[mark:])
 	p.entries = p.entries[:mark]
@@ -304,13 +296,7 @@ func (p *participant) Stage(c *stm.Commit) {
 		if op == "" {
 			op = q.id + "-" + strconv.FormatUint(seq, 10)
 		}
-		r := record{OpID: op, Kind: e.Kind, Key: e.Key, Payload: e.Payload, Meta: e.Meta, Time: c.Time.UnixNano()}
-		b, err := encode(&r)
-		if err != nil {
-			// Every field is a string, bytes or a string map: msgpack
-			// cannot fail on them.
-			panic(fmt.Sprintf("effectqueue: encode: %v", err))
-		}
+		b := encodeStaged(op, c.Time.UnixNano(), e.body, e.fields)
 		c.Add(stm.Record{Key: seqKey(q.k.entry, seq), Value: b})
 		if e.deadLetter != 0 {
 			c.Add(stm.Record{Key: seqKey(q.k.dead, e.deadLetter), Delete: true})

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/zest-stm/zest/stm"
 )
 
@@ -96,32 +95,70 @@ func (w *writer) close() {
 func (w *writer) run() {
 	defer close(w.done)
 	var timer *time.Timer
+	var released int            // commits the last write released
+	var lastWrite time.Duration // how long it took
 	for {
-		<-w.wake
-		if w.q.opts.Durability == Async {
-			// Let the interval's commits gather into one write.
-			if timer == nil {
-				timer = time.NewTimer(w.q.opts.FlushInterval)
-			} else {
-				timer.Reset(w.q.opts.FlushInterval)
-			}
-			select {
-			case <-timer.C:
-			case <-w.q.stop:
-			}
-		}
-		for {
+		if w.q.opts.Durability == Sync && released > 1 {
+			// The committers the last write released are coming back,
+			// while others queued during that write. Without a pause the
+			// committers settle into two cohorts that alternate, each
+			// write carrying half of them. So wait, up to half a write's
+			// duration, until most of the released ones have queued too.
+			// Under low load (released <= 1) nothing waits.
 			w.mu.Lock()
-			group, closed, failed := w.mu.queue, w.mu.closed, w.mu.err != nil
-			w.mu.queue = nil
+			queued := len(w.mu.queue)
 			w.mu.Unlock()
-			if len(group) == 0 {
-				if closed || failed {
-					return
-				}
-				break
+			w.gather(queued+released*3/4, min(lastWrite/2, maxGather))
+		}
+		w.mu.Lock()
+		group, closed, failed := w.mu.queue, w.mu.closed, w.mu.err != nil
+		w.mu.queue = nil
+		w.mu.Unlock()
+		if len(group) == 0 {
+			if closed || failed {
+				return
 			}
-			w.write(group)
+			released = 0
+			<-w.wake
+			if w.q.opts.Durability == Async {
+				// Let the interval's commits gather into one write.
+				if timer == nil {
+					timer = time.NewTimer(w.q.opts.FlushInterval)
+				} else {
+					timer.Reset(w.q.opts.FlushInterval)
+				}
+				select {
+				case <-timer.C:
+				case <-w.q.stop:
+				}
+			}
+			continue
+		}
+		t0 := time.Now()
+		w.write(group)
+		released, lastWrite = len(group), time.Since(t0)
+	}
+}
+
+// maxGather bounds how long the writer waits to gather a group.
+const maxGather = 500 * time.Microsecond
+
+// gather waits until at least want commits are queued, for at most d.
+func (w *writer) gather(want int, d time.Duration) {
+	deadline := time.Now().Add(d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		w.mu.Lock()
+		n, closed := len(w.mu.queue), w.mu.closed
+		w.mu.Unlock()
+		if n >= want || closed || !time.Now().Before(deadline) {
+			return
+		}
+		select {
+		case <-w.wake:
+		case <-t.C:
+			return
 		}
 	}
 }

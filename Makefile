@@ -2,10 +2,15 @@
 # the engine comparison in bench/.
 GO ?= go
 
-.PHONY: test check bench bench-compare
+.PHONY: test check minio bench bench-compare demo
 
-test: check
+# MinIO is installed (built with go install, into .bin/) when missing: the
+# mover, example and stress tests run against a real server.
+test: check minio
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+minio:
+	@scripts/minio.sh install >/dev/null
 
 # Static checks: formatting and vet, on the library and the bench module.
 check:

@@ -384,3 +384,31 @@ func (q *Queue) RetryStateOf(seq uint64) (RetryState, error) {
 	})
 	return s, err
 }
+
+// SetConsumerState persists a named number for a consumer of the queue
+// (the mover keeps the highest sequence number it may have attempted).
+func (q *Queue) SetConsumerState(ctx context.Context, name string, v uint64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if name == "" {
+		return errors.New("effectqueue: consumer state needs a name")
+	}
+	return q.update(func(txn *badger.Txn) error {
+		return txn.Set(append(append([]byte{}, q.k.consumer...), name...), u64b(v))
+	})
+}
+
+// ConsumerState returns the number SetConsumerState stored under name (0 if
+// none).
+func (q *Queue) ConsumerState(name string) (uint64, error) {
+	var v uint64
+	err := q.bdb.View(func(txn *badger.Txn) error {
+		b, err := getValue(txn, append(append([]byte{}, q.k.consumer...), name...))
+		if err == nil && len(b) == 8 {
+			v = u64(b)
+		}
+		return err
+	})
+	return v, err
+}

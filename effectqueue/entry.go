@@ -159,20 +159,23 @@ func (e *Entry) encodedSize() int {
 //	m/next    the next sequence number to assign
 //	m/cursor  every entry below it is acked or dead-lettered
 //	m/id      the queue's id, the prefix of its operation ids
+//	c/<name>  a consumer's state (SetConsumerState)
 type keys struct {
 	entry, dead, retry []byte
 	next, cursor, id   []byte
+	consumer           []byte
 }
 
 func newKeys(prefix string) keys {
 	p := []byte(prefix)
 	return keys{
-		entry:  append(append([]byte{}, p...), "e/"...),
-		dead:   append(append([]byte{}, p...), "d/"...),
-		retry:  append(append([]byte{}, p...), "r/"...),
-		next:   append(append([]byte{}, p...), "m/next"...),
-		cursor: append(append([]byte{}, p...), "m/cursor"...),
-		id:     append(append([]byte{}, p...), "m/id"...),
+		entry:    append(append([]byte{}, p...), "e/"...),
+		dead:     append(append([]byte{}, p...), "d/"...),
+		retry:    append(append([]byte{}, p...), "r/"...),
+		next:     append(append([]byte{}, p...), "m/next"...),
+		cursor:   append(append([]byte{}, p...), "m/cursor"...),
+		id:       append(append([]byte{}, p...), "m/id"...),
+		consumer: append(append([]byte{}, p...), "c/"...),
 	}
 }
 

@@ -1,0 +1,84 @@
+package mover
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Options configure a Mover. The zero value of each field selects its
+// default; a nil *Options selects every default.
+type Options struct {
+	// Concurrency is the number of ordering keys applied in parallel.
+	// Default 16.
+	Concurrency int
+	// MaxAttempts is the number of attempts, across restarts, after which a
+	// failing entry is dead-lettered. Default 20.
+	MaxAttempts int
+	// BaseBackoff is the wait after a first failure; it doubles each
+	// attempt up to MaxBackoff, with full jitter. Defaults 100ms and 30s.
+	BaseBackoff, MaxBackoff time.Duration
+	// PollInterval is the fallback poll of the queue; commits wake the
+	// mover without it. Default 5s.
+	PollInterval time.Duration
+	// MaxBuffered bounds the entries read but not yet done. Default 4096.
+	MaxBuffered int
+	// AckInterval is how long acks may gather before they are written
+	// (also flushed at 256). Default 5ms.
+	AckInterval time.Duration
+	// Coalesce, when set, skips an entry if a newer entry of the same
+	// ordering key is already waiting and the sink says it supersedes it
+	// (see Superseder). The skipped entry is acked and counted as
+	// superseded. Off by default: every committed entry is applied.
+	Coalesce bool
+	// Logger receives the mover's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *Options) withDefaults() (Options, error) {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	var errs []error
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"Concurrency", int64(r.Concurrency)}, {"MaxAttempts", int64(r.MaxAttempts)},
+		{"BaseBackoff", int64(r.BaseBackoff)}, {"MaxBackoff", int64(r.MaxBackoff)},
+		{"PollInterval", int64(r.PollInterval)}, {"MaxBuffered", int64(r.MaxBuffered)},
+		{"AckInterval", int64(r.AckInterval)}} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("%s is %d, must not be negative", f.name, f.v))
+		}
+	}
+	if len(errs) > 0 {
+		return Options{}, fmt.Errorf("mover: invalid options: %w", errors.Join(errs...))
+	}
+	def := func(p *time.Duration, d time.Duration) {
+		if *p == 0 {
+			*p = d
+		}
+	}
+	if r.Concurrency == 0 {
+		r.Concurrency = 16
+	}
+	if r.MaxAttempts == 0 {
+		r.MaxAttempts = 20
+	}
+	def(&r.BaseBackoff, 100*time.Millisecond)
+	def(&r.MaxBackoff, 30*time.Second)
+	def(&r.PollInterval, 5*time.Second)
+	def(&r.AckInterval, 5*time.Millisecond)
+	if r.MaxBuffered == 0 {
+		r.MaxBuffered = 4096
+	}
+	if r.MaxBackoff < r.BaseBackoff {
+		return Options{}, fmt.Errorf("mover: invalid options: MaxBackoff %v is below BaseBackoff %v", r.MaxBackoff, r.BaseBackoff)
+	}
+	if r.Logger == nil {
+		r.Logger = slog.Default()
+	}
+	return r, nil
+}

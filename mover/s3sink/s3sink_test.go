@@ -1,10 +1,10 @@
 package s3sink_test
 
 import (
-	"log/slog"
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"slices"
 	"strconv"

@@ -18,6 +18,10 @@ check:
 	$(GO) vet ./...
 	cd bench && $(GO) vet ./...
 
+# Runs the bag-to-OSS example against a local MinIO it installs and starts.
+demo:
+	@scripts/demo.sh
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./stm/... ./table/...
 

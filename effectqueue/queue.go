@@ -283,6 +283,18 @@ func (p *participant) End(bool) {}
 
 func (p *participant) Pending() bool { return len(p.entries) > 0 }
 
+// Size implements stm.Sizer, so that the commit checks the whole
+// transaction (queue entries and table records) against one atomic write.
+func (p *participant) Size() (int, int64) {
+	n := len(p.entries)
+	for _, e := range p.entries {
+		if e.deadLetter != 0 {
+			n++
+		}
+	}
+	return n, int64(p.size)
+}
+
 // Stage numbers the entries and adds their records to c.
 // REQUIRES: the DB's commit sequencer (see stm's durable seam).
 func (p *participant) Stage(c *stm.Commit) {

@@ -3,6 +3,7 @@ package effectqueue
 import (
 	"bytes"
 	"fmt"
+	"github.com/dgraph-io/badger/v4"
 	"sync"
 	"time"
 
@@ -268,3 +269,27 @@ func (q *Queue) committed(head uint64, n int64, first time.Time) {
 }
 
 var _ stm.Log = (*writer)(nil)
+
+// Scan implements stm.Store: persistent tables load their records with it.
+func (w *writer) Scan(prefix []byte, fn func(key, value []byte) error) error {
+	return w.q.bdb.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 256})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			if err := item.Value(func(v []byte) error { return fn(item.Key(), v) }); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Limits implements stm.Limiter: one commit must fit in one Badger
+// transaction, with room for the group's bookkeeping.
+func (w *writer) Limits() (records int, bytes int64) {
+	return int(w.q.bdb.MaxBatchCount()/2) - 2, w.q.bdb.MaxBatchSize() / 2
+}
+
+var _ stm.Store = (*writer)(nil)
+var _ stm.Limiter = (*writer)(nil)

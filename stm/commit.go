@@ -59,6 +59,9 @@ func (t *txn) commit() commitResult {
 	// locks are not held while it queues for the sequencer. No lock holder
 	// waits for the sequencer, so this order cannot deadlock.
 	if durable {
+		if err := t.checkSize(); err != nil {
+			return commitResult{err: err}
+		}
 		db.seqMu.Lock()
 	}
 	if c := t.lockWrites(); c != nil {

@@ -83,6 +83,63 @@ type Waiter interface {
 	Wait() error
 }
 
+// Store is a Log that can read back what it wrote, for participants that
+// load their state when they open (persistent tables).
+type Store interface {
+	Log
+	// Scan calls fn with each stored record whose key starts with prefix,
+	// in key order, until fn returns an error. The slices are valid only
+	// during the call.
+	Scan(prefix []byte, fn func(key, value []byte) error) error
+}
+
+// Limiter is implemented by a Log that can write only so much atomically.
+type Limiter interface {
+	// Limits returns the largest commit, in records and bytes, that the
+	// log writes atomically.
+	Limits() (records int, bytes int64)
+}
+
+// Sizer is implemented by a Participant that can tell, before the commit,
+// how much it will stage.
+type Sizer interface {
+	Size() (records int, bytes int64)
+}
+
+// ErrCommitTooLarge is returned by Run when a transaction's durable records
+// would not fit in one atomic write of the log. Nothing is written.
+var ErrCommitTooLarge = errors.New("stm: transaction's durable records exceed one atomic write")
+
+// Log returns the DB's log, or nil.
+func (db *DB) Log() Log {
+	if s := db.log.Load(); s != nil {
+		return s.l
+	}
+	return nil
+}
+
+// checkSize refuses a commit that its log could not write atomically.
+func (t *txn) checkSize() error {
+	lim, ok := t.db.Log().(Limiter)
+	if !ok {
+		return nil
+	}
+	maxRecords, maxBytes := lim.Limits()
+	var records int
+	var size int64
+	for i := range t.locals {
+		if s, ok := t.locals[i].l.(Sizer); ok {
+			r, b := s.Size()
+			records, size = records+r, size+b
+		}
+	}
+	if records > maxRecords || size > maxBytes {
+		return fmt.Errorf("%w: %d records, %d bytes; the log writes at most %d records, %d bytes at once",
+			ErrCommitTooLarge, records, size, maxRecords, maxBytes)
+	}
+	return nil
+}
+
 // ErrNoLog is returned by Run when a transaction has durable records and no
 // Log is attached.
 var ErrNoLog = errors.New("stm: transaction has durable records and no log is attached")

@@ -46,9 +46,7 @@ type Var[T any] struct {
 // NewVar returns a Var in group g (nil for none) holding v.
 func NewVar[T any](g *Group, v T) *Var[T] {
 	x := new(Var[T])
-	x.Init(g)
-	x.c.meta.Store(presentBit)
-	x.set(v)
+	x.InitWith(g, v)
 	return x
 }
 
@@ -58,6 +56,15 @@ func (x *Var[T]) Init(g *Group) {
 	x.c.id = cellIDs.Add(1)
 	x.c.group = g
 	x.c.inline = inlineType[T]()
+}
+
+// InitWith prepares a zero Var as a cell of group g holding v, as if
+// written before any transaction. Call it once, before the Var is reachable
+// by any transaction (a persistent table loads its records with it).
+func (x *Var[T]) InitWith(g *Group, v T) {
+	x.Init(g)
+	x.c.meta.Store(presentBit)
+	x.set(v)
 }
 
 // set stores v directly; only for initialization.

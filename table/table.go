@@ -34,6 +34,7 @@ type Table[K comparable, V any] struct {
 	// Scan and Len, so that a transaction that scanned conflicts with a
 	// concurrent insert it could not see (a phantom).
 	shape *stm.Var[struct{}]
+	dur   *durable[K, V] // nil unless the table is durable
 }
 
 // New creates the table called name on db. It fails if the name is taken,
@@ -95,6 +96,9 @@ func (t *Table[K, V]) Put(tx *stm.Tx, k K, v V) {
 		t.shape.Store(tx, struct{}{})
 	}
 	e.v.Store(tx, t.copyOf(v))
+	if t.dur != nil {
+		t.record(tx, k, v, false)
+	}
 }
 
 // Delete removes k and reports whether it was present.
@@ -108,6 +112,10 @@ func (t *Table[K, V]) Delete(tx *stm.Tx, k K) bool {
 	}
 	t.shape.Store(tx, struct{}{})
 	e.v.Clear(tx)
+	if t.dur != nil {
+		var zero V
+		t.record(tx, k, zero, true)
+	}
 	return true
 }
 

@@ -94,10 +94,18 @@ type Options struct {
 //
 // A Sink is safe for concurrent use.
 type Sink struct {
-	c      *minio.Client
-	opts   Options
-	mu     sync.Mutex
-	exists map[string]bool // buckets known to exist
+	c         *minio.Client
+	opts      Options
+	transport *http.Transport // the sink's own, closed by Close; nil if the caller's
+	mu        sync.Mutex
+	exists    map[string]bool // buckets known to exist
+}
+
+// Close releases the sink's idle connections. The sink stays usable.
+func (s *Sink) Close() {
+	if s.transport != nil {
+		s.transport.CloseIdleConnections()
+	}
 }
 
 // New returns a sink for the store described by opts (nil for the
@@ -134,17 +142,26 @@ func New(opts *Options) (*Sink, error) {
 	case o.AccessKey == "" || o.SecretKey == "":
 		return nil, errors.New("s3sink: no credentials: set Options.AccessKey and SecretKey, or ZEST_S3_ACCESS_KEY and ZEST_S3_SECRET_KEY")
 	}
+	tr := o.Transport
+	var own *http.Transport
+	if tr == nil {
+		t, err := minio.DefaultTransport(o.Secure)
+		if err != nil {
+			return nil, fmt.Errorf("s3sink: transport: %w", err)
+		}
+		tr, own = t, t
+	}
 	c, err := minio.New(o.Endpoint, &minio.Options{
 		Creds:      credentials.NewStaticV4(o.AccessKey, o.SecretKey, ""),
 		Secure:     o.Secure,
 		Region:     o.Region,
-		Transport:  o.Transport,
+		Transport:  tr,
 		MaxRetries: 1, // the mover retries, and must see every failure
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3sink: endpoint %q: %w", o.Endpoint, err)
 	}
-	return &Sink{c: c, opts: o, exists: map[string]bool{}}, nil
+	return &Sink{c: c, opts: o, exists: map[string]bool{}, transport: own}, nil
 }
 
 func firstEnv(names ...string) string {

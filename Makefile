@@ -2,7 +2,7 @@
 # the engine comparison in bench/.
 GO ?= go
 
-.PHONY: test check minio bench bench-compare demo
+.PHONY: test check minio stress bench bench-compare demo
 
 # MinIO is installed (built with go install, into .bin/) when missing: the
 # mover, example and stress tests run against a real server.
@@ -11,6 +11,12 @@ test: check minio
 
 minio:
 	@scripts/minio.sh install >/dev/null
+
+# The stress scenarios for longer (STRESS_DURATION each), with their
+# summary table. `make test` runs them briefly.
+STRESS_DURATION ?= 40s
+stress: minio
+	cd stress && CI=true $(GO) test -race -count=1 -timeout 60m -stress.duration=$(STRESS_DURATION)
 
 # Static checks: formatting and vet, on the library and the bench module.
 check:
@@ -22,8 +28,13 @@ check:
 demo:
 	@scripts/demo.sh
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./stm/... ./table/...
+# Benchmarks, with the counts the README's table was made with.
+bench: minio
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./stm/ ./table/
+	$(GO) test -run '^$$' -bench CommitEnqueue -benchmem -benchtime 20000x -count 5 ./effectqueue/
+	CI=true $(GO) test -run '^$$' -bench 'Put1KiB|CommitToVisible' -benchtime 2000x -count 5 ./mover/s3sink/
+	CI=true $(GO) test -run '^$$' -bench Coalesce -benchtime 1x -count 1 ./mover/s3sink/
 
+# The engine comparison (bench/ is its own module).
 bench-compare:
-	cd bench && $(GO) run . 
+	cd bench && $(GO) run . -count 3

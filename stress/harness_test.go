@@ -144,4 +144,3 @@ func leaked(start int) int {
 
 // until reports whether the scenario's time is not over.
 func until(end time.Time) bool { return time.Now().Before(end) }
-

@@ -47,6 +47,8 @@
 //   - One queue per stm.DB: the queue is the DB's durable log.
 //   - Async mode trades the newest transactions on a crash for commit
 //     latency; see Durability.
-//   - Values in the DB's tables are in memory only. After a crash they are
-//     gone while the queue keeps its entries.
+//   - Tables made with table.New are in memory only: after a crash they are
+//     gone while the queue keeps its entries. Tables made with
+//     table.NewDurable are written in the same atomic write as the entries,
+//     and loaded back on open.
 package effectqueue

@@ -56,7 +56,10 @@ start() {
 	echo $! >"$state/pid"
 	echo "$data" >"$state/data"
 	for _ in $(seq 1 300); do
-		if curl -fsS "http://127.0.0.1:$port/minio/health/live" >/dev/null 2>&1; then
+		# live answers before the object layer is up; S3 requests answer 503
+		# until it is.
+		code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/" 2>/dev/null || true)
+		if curl -fsS "http://127.0.0.1:$port/minio/health/live" >/dev/null 2>&1 && [ "$code" != "000" ] && [ "$code" != "503" ]; then
 			cat >"$state/env" <<ENV
 export ZEST_S3_ENDPOINT=127.0.0.1:$port
 export ZEST_S3_ACCESS_KEY=$user

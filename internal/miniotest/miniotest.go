@@ -140,15 +140,17 @@ func (s *Server) Restart() error {
 // waitReady polls the health endpoint until the server answers, it exits,
 // or 60 seconds pass.
 func (s *Server) waitReady(exited chan struct{}) error {
-	url := "http://" + s.Endpoint + "/minio/health/live"
+	// /minio/health/live answers before the object layer is initialized; an
+	// S3 request answers 503 until it is. Wait for both.
+	base := "http://" + s.Endpoint
 	client := &http.Client{Timeout: time.Second}
+	defer client.CloseIdleConnections()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.After(60 * time.Second)
 	for {
-		if resp, err := client.Get(url); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+		if status(client, base+"/minio/health/live") == http.StatusOK {
+			if st := status(client, base+"/"); st != 0 && st != http.StatusServiceUnavailable {
 				return nil
 			}
 		}
@@ -160,6 +162,16 @@ func (s *Server) waitReady(exited chan struct{}) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// status returns the HTTP status of a GET of url, or 0 if it failed.
+func status(c *http.Client, url string) int {
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode
 }
 
 func (s *Server) tail() string {

@@ -1,22 +1,20 @@
 package effectqueue_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/zest-stm/zest/effectqueue"
+	"github.com/zest-stm/zest/internal/crashtest"
 	"github.com/zest-stm/zest/stm"
 )
 
@@ -93,31 +91,19 @@ func TestCrashKill9(t *testing.T) {
 	acked := map[uint64]int{}
 	var lastHead uint64
 	for round := range 24 {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
-		out, err := cmd.StdoutPipe()
-		require.NoError(t, err)
-		cmd.Stderr = os.Stderr
-		require.NoError(t, cmd.Start())
-		sc := bufio.NewScanner(out)
 		killAfter := 1 + r.IntN(80)
 		seen := 0
-		for sc.Scan() {
-			line := sc.Text()
-			if strings.HasPrefix(line, "error") {
-				_ = cmd.Process.Kill()
-				t.Fatalf("round %d: child: %s", round, line)
+		crashtest.Run(t, []string{crashChildEnv + "=" + dir}, func(line string) bool {
+			f := strings.Fields(line)
+			if len(f) != 3 || f[0] != "ack" {
+				return false
 			}
-			if f := strings.Fields(line); len(f) == 3 && f[0] == "ack" {
-				tx, _ := strconv.ParseUint(f[1], 10, 64)
-				n, _ := strconv.Atoi(f[2])
-				acked[tx] = n
-				if seen++; seen == killAfter {
-					require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-				}
-			}
-		}
-		_ = cmd.Wait()
+			tx, _ := strconv.ParseUint(f[1], 10, 64)
+			n, _ := strconv.Atoi(f[2])
+			acked[tx] = n
+			seen++
+			return seen == killAfter
+		})
 		require.GreaterOrEqual(t, seen, killAfter, "round %d: the child died before it was killed", round)
 
 		_, q := openQueue(t, dir, nil)

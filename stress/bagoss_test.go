@@ -1,7 +1,6 @@
 package stress
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,17 +10,16 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 
 	"github.com/zest-stm/zest/effectqueue"
+	"github.com/zest-stm/zest/internal/crashtest"
 	"github.com/zest-stm/zest/internal/miniotest"
 	"github.com/zest-stm/zest/mover"
 	"github.com/zest-stm/zest/mover/s3sink"
@@ -190,18 +188,6 @@ func TestBagToOSSWithFaults(t *testing.T) {
 	var kills, outages uint64
 	end := time.Now().Add(*duration)
 	for round := 0; round == 0 || until(end); round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"="+dir, "ZEST_STRESS_SEED="+strconv.FormatUint(s.seed+uint64(round), 10),
-			"ZEST_S3_ENDPOINT="+srv.Endpoint, "ZEST_S3_ACCESS_KEY="+srv.AccessKey,
-			"ZEST_S3_SECRET_KEY="+srv.SecretKey, "ZEST_S3_SECURE=false")
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
 		killAt := 10 + r.IntN(150)
 		outageAt, outageEnd := -1, -1
 		if r.IntN(2) == 0 {
@@ -209,17 +195,12 @@ func TestBagToOSSWithFaults(t *testing.T) {
 			outageEnd = outageAt + 5 + r.IntN(60)
 		}
 		seen := 0
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			line := sc.Text()
-			if strings.HasPrefix(line, "error") {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-				t.Fatalf("round %d: app: %s", round, line)
-			}
+		crashtest.Run(t, []string{childEnv + "=" + dir, "ZEST_STRESS_SEED=" + strconv.FormatUint(s.seed+uint64(round), 10),
+			"ZEST_S3_ENDPOINT=" + srv.Endpoint, "ZEST_S3_ACCESS_KEY=" + srv.AccessKey,
+			"ZEST_S3_SECRET_KEY=" + srv.SecretKey, "ZEST_S3_SECURE=false"}, func(line string) bool {
 			id, ok := strings.CutPrefix(line, "ack ")
 			if !ok {
-				continue
+				return false
 			}
 			acked[id] = true
 			seen++
@@ -234,11 +215,8 @@ func TestBagToOSSWithFaults(t *testing.T) {
 				}
 				s.logf("round %d: MinIO restarted after %d acks", round, seen)
 			}
-			if seen == killAt {
-				_ = cmd.Process.Signal(syscall.SIGKILL)
-			}
-		}
-		_ = cmd.Wait()
+			return seen == killAt
+		})
 		kills++
 		if err := srv.Restart(); err != nil { // no-op if it is running
 			t.Fatal(err)

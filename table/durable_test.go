@@ -1,25 +1,23 @@
 package table_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/zest-stm/zest/effectqueue"
+	"github.com/zest-stm/zest/internal/crashtest"
 	"github.com/zest-stm/zest/stm"
 	"github.com/zest-stm/zest/table"
 )
@@ -295,30 +293,18 @@ func TestDurableBankCrash(t *testing.T) {
 	r := rand.New(rand.NewPCG(s, 0))
 	acked := map[uint64]bool{}
 	for round := range 20 {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), bankChildEnv+"="+dir)
-		out, err := cmd.StdoutPipe()
-		require.NoError(t, err)
-		cmd.Stderr = os.Stderr
-		require.NoError(t, cmd.Start())
 		killAfter := 1 + r.IntN(60)
 		seen := 0
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			line := sc.Text()
-			if strings.HasPrefix(line, "error") {
-				_ = cmd.Process.Kill()
-				t.Fatalf("round %d: child: %s", round, line)
+		crashtest.Run(t, []string{bankChildEnv + "=" + dir}, func(line string) bool {
+			id, ok := strings.CutPrefix(line, "ack ")
+			if !ok {
+				return false
 			}
-			if id, ok := strings.CutPrefix(line, "ack "); ok {
-				n, _ := strconv.ParseUint(id, 10, 64)
-				acked[n] = true
-				if seen++; seen == killAfter {
-					require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-				}
-			}
-		}
-		_ = cmd.Wait()
+			n, _ := strconv.ParseUint(id, 10, 64)
+			acked[n] = true
+			seen++
+			return seen == killAfter
+		})
 		require.GreaterOrEqual(t, seen, killAfter, "round %d: the child died on its own", round)
 
 		db, q, accts := openDurable[int, int64](t, dir, "accounts")

@@ -1,22 +1,20 @@
 package s3sink_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/zest-stm/zest/effectqueue"
+	"github.com/zest-stm/zest/internal/crashtest"
 	"github.com/zest-stm/zest/mover"
 	"github.com/zest-stm/zest/mover/s3sink"
 	"github.com/zest-stm/zest/stm"
@@ -104,30 +102,17 @@ func TestDelivererKilled(t *testing.T) {
 	r := rand.New(rand.NewPCG(s, 0))
 	total := distinct + hot*updates
 	for round := range 4 {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"="+e.dir,
-			"ZEST_S3_ENDPOINT="+e.srv.Endpoint, "ZEST_S3_ACCESS_KEY="+e.srv.AccessKey,
-			"ZEST_S3_SECRET_KEY="+e.srv.SecretKey, "ZEST_S3_SECURE=false")
-		out, err := cmd.StdoutPipe()
-		require.NoError(t, err)
-		cmd.Stderr = os.Stderr
-		require.NoError(t, cmd.Start())
 		killAfter := 5 + r.IntN(total/6)
 		applied := 0
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			line := sc.Text()
-			if strings.HasPrefix(line, "error") {
-				_ = cmd.Process.Kill()
-				t.Fatalf("child: %s", line)
+		crashtest.Run(t, []string{childEnv + "=" + e.dir,
+			"ZEST_S3_ENDPOINT=" + e.srv.Endpoint, "ZEST_S3_ACCESS_KEY=" + e.srv.AccessKey,
+			"ZEST_S3_SECRET_KEY=" + e.srv.SecretKey, "ZEST_S3_SECURE=false"}, func(line string) bool {
+			if !strings.HasPrefix(line, "applied ") {
+				return false
 			}
-			if strings.HasPrefix(line, "applied ") {
-				if applied++; applied == killAfter {
-					require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-				}
-			}
-		}
-		_ = cmd.Wait()
+			applied++
+			return applied == killAfter
+		})
 		t.Logf("round %d: killed after %d applies (%d seen)", round, killAfter, applied)
 	}
 	e.open(t)

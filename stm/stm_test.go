@@ -99,44 +99,37 @@ func commitElsewhere(t *testing.T, db *stm.DB, v *stm.Var[int], x int) {
 	}))
 }
 
-func TestErrorAfterStaleReadReruns(t *testing.T) {
-	db := open(t, nil)
-	v := stm.NewVar(nil, 0)
-	attempts := 0
-	err := db.Run(context.Background(), func(tx *stm.Tx) error {
-		attempts++
-		x, _ := v.Load(tx)
-		if attempts == 1 {
-			commitElsewhere(t, db, v, 1)
-		}
-		if x == 0 {
-			return errors.New("saw the old value") // stale: must not be reported
-		}
-		return nil
-	})
-	require.NoError(t, err)
-	assert.Equal(t, 2, attempts)
-	assert.Equal(t, uint64(1), db.Stats().RerunsByCause[stm.CauseErrorStale])
-}
-
-func TestPanicAfterStaleReadReruns(t *testing.T) {
-	db := open(t, nil)
-	v := stm.NewVar(nil, 0)
-	attempts := 0
-	err := db.Run(context.Background(), func(tx *stm.Tx) error {
-		attempts++
-		x, _ := v.Load(tx)
-		if attempts == 1 {
-			commitElsewhere(t, db, v, 1)
-		}
-		if x == 0 {
-			panic("saw the old value")
-		}
-		return nil
-	})
-	require.NoError(t, err)
-	assert.Equal(t, 2, attempts)
-	assert.Equal(t, uint64(1), db.Stats().RerunsByCause[stm.CausePanicStale])
+// TestStaleErrorOrPanicReruns: a body that fails, by error or panic, after
+// reading a value changed since is rerun; the failure is not reported.
+func TestStaleErrorOrPanicReruns(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fail  func() error
+		cause stm.Cause
+	}{
+		{"error", func() error { return errors.New("saw the old value") }, stm.CauseErrorStale},
+		{"panic", func() error { panic("saw the old value") }, stm.CausePanicStale},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := open(t, nil)
+			v := stm.NewVar(nil, 0)
+			attempts := 0
+			err := db.Run(context.Background(), func(tx *stm.Tx) error {
+				attempts++
+				x, _ := v.Load(tx)
+				if attempts == 1 {
+					commitElsewhere(t, db, v, 1)
+				}
+				if x == 0 {
+					return tc.fail()
+				}
+				return nil
+			})
+			require.NoError(t, err)
+			assert.Equal(t, 2, attempts)
+			assert.Equal(t, uint64(1), db.Stats().RerunsByCause[tc.cause])
+		})
+	}
 }
 
 func TestTxUsedAfterBody(t *testing.T) {

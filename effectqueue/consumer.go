@@ -21,27 +21,27 @@ type consumer struct {
 	mu sync.Mutex
 }
 
-// Read returns up to max committed entries with sequence numbers after
+// Read returns up to limit committed entries with sequence numbers after
 // after, in sequence order, skipping those already acked or dead-lettered.
 // It does not wait: use Wait or Notify for that. Reads seek to their start,
 // so a long acked prefix costs nothing.
-func (q *Queue) Read(ctx context.Context, after uint64, max int) ([]Item, error) {
+func (q *Queue) Read(ctx context.Context, after uint64, limit int) ([]Item, error) {
 	if q.closed.Load() {
 		return nil, ErrClosed
 	}
-	if max <= 0 {
-		return nil, fmt.Errorf("effectqueue: read: max is %d, must be positive", max)
+	if limit <= 0 {
+		return nil, fmt.Errorf("effectqueue: read: limit is %d, must be positive", limit)
 	}
 	head := q.head.Load()
 	start := after + 1
 	q.mu.Lock()
-	start = maxU(start, q.mu.cursor)
+	start = max(start, q.mu.cursor)
 	q.mu.Unlock()
 	var items []Item
 	err := q.bdb.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: q.k.entry, PrefetchValues: true, PrefetchSize: min(max, 100)})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: q.k.entry, PrefetchValues: true, PrefetchSize: min(limit, 100)})
 		defer it.Close()
-		for it.Seek(seqKey(q.k.entry, start)); it.Valid() && len(items) < max; it.Next() {
+		for it.Seek(seqKey(q.k.entry, start)); it.Valid() && len(items) < limit; it.Next() {
 			seq := seqOf(q.k.entry, it.Item().Key())
 			if seq > head {
 				break
@@ -69,13 +69,6 @@ func (q *Queue) Read(ctx context.Context, after uint64, max int) ([]Item, error)
 		return nil, fmt.Errorf("effectqueue: read: %w", err)
 	}
 	return items, nil
-}
-
-func maxU(a, b uint64) uint64 {
-	if a > b {
-		return a
-	}
-	return b
 }
 
 // Ack removes delivered entries. It is idempotent: a sequence number that is
@@ -241,9 +234,9 @@ func (q *Queue) OldestAge() time.Duration {
 	return time.Since(q.mu.oldest)
 }
 
-// DeadLetters returns up to max dead letters with sequence numbers after
+// DeadLetters returns up to limit dead letters with sequence numbers after
 // after, in order.
-func (q *Queue) DeadLetters(ctx context.Context, after uint64, max int) ([]DeadLetter, error) {
+func (q *Queue) DeadLetters(ctx context.Context, after uint64, limit int) ([]DeadLetter, error) {
 	if q.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -251,7 +244,7 @@ func (q *Queue) DeadLetters(ctx context.Context, after uint64, max int) ([]DeadL
 	err := q.bdb.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: q.k.dead, PrefetchValues: true})
 		defer it.Close()
-		for it.Seek(seqKey(q.k.dead, after+1)); it.Valid() && len(out) < max; it.Next() {
+		for it.Seek(seqKey(q.k.dead, after+1)); it.Valid() && len(out) < limit; it.Next() {
 			if err := ctx.Err(); err != nil {
 				return err
 			}

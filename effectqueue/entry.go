@@ -141,15 +141,9 @@ func (r *record) item(seq uint64) Item {
 	}
 }
 
-// encodedSize estimates an entry's stored size before it has a sequence
-// number and time: the fields' lengths plus a fixed overhead.
-func (e *Entry) encodedSize() int {
-	n := 64 + len(e.Kind) + len(e.Key) + len(e.Payload)
-	for k, v := range e.Meta {
-		n += len(k) + len(v) + 4
-	}
-	return n
-}
+// stagedOverhead bounds what encodeStaged and the key add to an entry's
+// body: the map header, version, operation id, commit time and seq key.
+const stagedOverhead = 64
 
 // keys of the queue, under the prefix:
 //

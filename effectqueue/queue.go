@@ -231,7 +231,8 @@ func (q *Queue) Enqueue(tx *stm.Tx, e Entry) error {
 	if e.Kind == "" {
 		return ErrEmptyKind
 	}
-	size := e.encodedSize()
+	body, fields := encodeBody(&e)
+	size := len(body) + stagedOverhead
 	if size > q.opts.MaxEntrySize {
 		return fmt.Errorf("%w: %d bytes, the limit is %d (Options.MaxEntrySize)", ErrEntryTooLarge, size, q.opts.MaxEntrySize)
 	}
@@ -239,7 +240,6 @@ func (q *Queue) Enqueue(tx *stm.Tx, e Entry) error {
 	if int64(p.size+size) > q.bdb.MaxBatchSize()/2 || int64(len(p.entries)+2) > q.bdb.MaxBatchCount()/2 {
 		return fmt.Errorf("%w: %d entries, %d bytes so far; split the work over several transactions", ErrTxTooLarge, len(p.entries)+1, p.size+size)
 	}
-	body, fields := encodeBody(&e)
 	p.entries = append(p.entries, pendingEntry{body: body, fields: fields, size: size})
 	p.size += size
 	return nil
@@ -256,7 +256,7 @@ func (q *Queue) local(tx *stm.Tx) *participant {
 type pendingEntry struct {
 	body       []byte
 	fields     int
-	size       int    // its estimated size, counted against the limits
+	size       int    // its stored size (body + stagedOverhead), counted against the limits
 	opID       string // kept from a replayed dead letter
 	deadLetter uint64 // the dead letter a replay removes
 }

@@ -160,7 +160,7 @@ func (db *DB) DetachLog(l Log) {
 	}
 }
 
-// participants returns whether any Local of t has records to stage.
+// pendingDurable reports whether any Local of t has records to stage.
 func (t *txn) pendingDurable() bool {
 	for i := range t.locals {
 		if p, ok := t.locals[i].l.(Participant); ok && p.Pending() {

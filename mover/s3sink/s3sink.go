@@ -191,15 +191,14 @@ func (s *Sink) Check(ctx context.Context, bucket string) error {
 
 func (s *Sink) explain(err error) error {
 	switch minio.ToErrorResponse(err).Code {
+	case "":
+		return fmt.Errorf("s3sink: cannot reach %s (secure=%v): %w", s.opts.Endpoint, s.opts.Secure, err)
 	case "InvalidAccessKeyId":
 		return fmt.Errorf("s3sink: %s rejected the access key (check ZEST_S3_ACCESS_KEY): %w", s.opts.Endpoint, err)
 	case "SignatureDoesNotMatch":
 		return fmt.Errorf("s3sink: %s rejected the secret key (check ZEST_S3_SECRET_KEY): %w", s.opts.Endpoint, err)
 	case "AccessDenied":
 		return fmt.Errorf("s3sink: %s denied access: %w", s.opts.Endpoint, err)
-	}
-	if minio.ToErrorResponse(err).Code == "" {
-		return fmt.Errorf("s3sink: cannot reach %s (secure=%v): %w", s.opts.Endpoint, s.opts.Secure, err)
 	}
 	return fmt.Errorf("s3sink: %s: %w", s.opts.Endpoint, err)
 }

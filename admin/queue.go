@@ -1,0 +1,636 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/zest-stm/zest/effectqueue"
+	"github.com/zest-stm/zest/mover"
+)
+
+// QueueSummary is the state of one queue and its mover.
+type QueueSummary struct {
+	Name string `json:"name"`
+	ID   string `json:"id"`
+	// Head is the highest durable sequence number.
+	Head uint64 `json:"head"`
+	// Depth counts committed entries not yet acked or dead-lettered;
+	// OldestAgeSeconds is how long the oldest of them has waited.
+	Depth            int64   `json:"depth"`
+	OldestAgeSeconds float64 `json:"oldestAgeSeconds"`
+	// DeadLetters counts dead letters, up to deadCountCap;
+	// DeadLettersCapped says there are more.
+	DeadLetters       int  `json:"deadLetters"`
+	DeadLettersCapped bool `json:"deadLettersCapped,omitempty"`
+	// LanesBlocked counts ordering keys whose head entry is failing.
+	LanesBlocked int `json:"lanesBlocked"`
+	// Lanes are the ordering keys with pending entries, failing ones
+	// first (at most maxLanes).
+	Lanes []LaneState `json:"lanes"`
+	// Mover is nil for a queue without a mover in Options.Movers.
+	Mover *MoverSummary `json:"mover,omitempty"`
+}
+
+// MoverSummary is the state of a queue's mover.
+type MoverSummary struct {
+	// Pausable says whether the mover supports pause and resume.
+	Pausable bool `json:"pausable"`
+	Paused   bool `json:"paused"`
+	// Delivered (acked after the sink confirmed), Retries, DeadLettered
+	// and Superseded count since the mover was made.
+	Delivered    uint64  `json:"delivered"`
+	Retries      uint64  `json:"retries"`
+	DeadLettered uint64  `json:"deadLettered"`
+	Superseded   uint64  `json:"superseded"`
+	InFlight     int64   `json:"inFlight"`
+	Buffered     int     `json:"buffered"`
+	LatencyP50   float64 `json:"latencyP50Seconds"`
+	LatencyP99   float64 `json:"latencyP99Seconds"`
+}
+
+// LaneState is one ordering key of a mover: its head entry and whether it is
+// failing.
+type LaneState struct {
+	Key          string     `json:"key"`
+	Seq          uint64     `json:"seq"`
+	Kind         string     `json:"kind"`
+	Pending      int        `json:"pending,omitempty"`
+	Attempts     int        `json:"attempts"`
+	Failing      bool       `json:"failing"`
+	ErrorClass   string     `json:"errorClass,omitempty"`
+	LastError    string     `json:"lastError,omitempty"`
+	FailingSince *time.Time `json:"failingSince,omitempty"`
+	NextRetry    *time.Time `json:"nextRetry,omitempty"`
+}
+
+// EntrySummary is one pending entry or dead letter in a list.
+type EntrySummary struct {
+	Seq       uint64    `json:"seq"`
+	Kind      string    `json:"kind"`
+	Key       string    `json:"key"`
+	Size      int       `json:"size"`
+	OpID      string    `json:"opId"`
+	Committed time.Time `json:"committed"`
+	// Pending entries: the mover's persisted retry state.
+	Attempts  int        `json:"attempts,omitempty"`
+	LastError string     `json:"lastError,omitempty"`
+	NextRetry *time.Time `json:"nextRetry,omitempty"`
+	// Dead letters: why and when.
+	Reason string     `json:"reason,omitempty"`
+	DeadAt *time.Time `json:"deadAt,omitempty"`
+}
+
+// EntryDetail is one entry with its payload and metadata.
+type EntryDetail struct {
+	EntrySummary
+	// State is "pending" or "dead".
+	State   string            `json:"state"`
+	Meta    map[string]string `json:"meta,omitempty"`
+	Payload Payload           `json:"payload"`
+}
+
+// ReplayResult says what a replay did: the dead letter's old sequence
+// number and the new one it got at the tail of the queue (0 in a dry run).
+type ReplayResult struct {
+	Seq    uint64 `json:"seq"`
+	NewSeq uint64 `json:"newSeq,omitempty"`
+}
+
+// BatchResult is the answer of a batch action (replay or discard of every
+// dead letter of a key, or of all).
+type BatchResult struct {
+	DryRun bool `json:"dryRun"`
+	// Done lists the entries acted on (or that would be, in a dry run), in
+	// sequence order.
+	Done []ReplayResult `json:"done"`
+	// Error, when set, stopped the batch after Done.
+	Error string `json:"error,omitempty"`
+}
+
+// deadCountCap bounds the dead letters counted for a summary: counting reads
+// them, and a summary must stay cheap.
+const deadCountCap = 10000
+
+// pauser is what a mover needs for pause and resume.
+type pauser interface {
+	Pause()
+	Resume()
+	Paused() bool
+}
+
+func (h *handler) addQueueRoutes() {
+	h.add("GET", "queues", h.listQueues)
+	h.add("GET", "queues/{q}", h.getQueue)
+	h.add("GET", "queues/{q}/entries", h.listEntries)
+	h.add("GET", "queues/{q}/entries/{seq}", h.getEntry)
+	h.add("GET", "queues/{q}/dead", h.listDead)
+	h.add("GET", "queues/{q}/dead/{seq}", h.getDead)
+	h.add("POST", "queues/{q}/dead/{seq}/replay", h.replayOne)
+	h.add("POST", "queues/{q}/dead/{seq}/discard", h.discardOne)
+	h.add("POST", "queues/{q}/dead/replay", h.replayBatch)
+	h.add("POST", "queues/{q}/dead/discard", h.discardBatch)
+	h.add("POST", "queues/{q}/mover/pause", h.pauseMover)
+	h.add("POST", "queues/{q}/mover/resume", h.resumeMover)
+}
+
+func (h *handler) queue(r *Request) (string, *effectqueue.Queue, error) {
+	name := r.Param("q")
+	q, ok := h.opts.Queues[name]
+	if !ok {
+		names := make([]string, 0, len(h.opts.Queues))
+		for n := range h.opts.Queues {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		return "", nil, fmt.Errorf("%w: no queue named %q (queues: %q)", ErrNotFound, name, names)
+	}
+	return name, q, nil
+}
+
+func parseSeq(s string) (uint64, error) {
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%w: sequence number %q is not a positive integer", ErrBadRequest, s)
+	}
+	return n, nil
+}
+
+// pagingSeq reads after/limit where after is a sequence number.
+func pagingSeq(r *Request) (uint64, int, error) {
+	if err := onlyParams(r, "after", "limit", "key", "encoding"); err != nil {
+		return 0, 0, err
+	}
+	a, limit, err := r.Paging(100)
+	if err != nil {
+		return 0, 0, err
+	}
+	var after uint64
+	if a != "" {
+		if after, err = strconv.ParseUint(a, 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("%w: after %q is not a sequence number", ErrBadRequest, a)
+		}
+	}
+	return after, limit, nil
+}
+
+// onlyParams refuses query parameters other than the allowed ones, so that a
+// typo ("lmit") is an error rather than a silently ignored filter.
+func onlyParams(r *Request, allowed ...string) error {
+	for k := range r.HTTP.URL.Query() {
+		if !slices.Contains(allowed, k) {
+			return fmt.Errorf("%w: unknown query parameter %q (allowed: %q)", ErrBadRequest, k, allowed)
+		}
+	}
+	return nil
+}
+
+func (h *handler) listQueues(r *Request) (any, error) {
+	if err := onlyParams(r); err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(h.opts.Queues))
+	for n := range h.opts.Queues {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	out := make([]QueueSummary, 0, len(names))
+	for _, n := range names {
+		s, err := h.summary(r.Context(), n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func (h *handler) getQueue(r *Request) (any, error) {
+	name, _, err := h.queue(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := onlyParams(r); err != nil {
+		return nil, err
+	}
+	return h.summary(r.Context(), name)
+}
+
+func (h *handler) summary(ctx context.Context, name string) (QueueSummary, error) {
+	q := h.opts.Queues[name]
+	s := QueueSummary{Name: name, ID: q.ID(), Head: q.Head(), Depth: q.Depth(), OldestAgeSeconds: q.OldestAge().Seconds()}
+	var after uint64
+	for s.DeadLetters < deadCountCap {
+		dl, err := q.DeadLetters(ctx, after, min(1000, deadCountCap-s.DeadLetters))
+		if err != nil {
+			return s, fmt.Errorf("admin: queue %q: listing dead letters: %w", name, err)
+		}
+		s.DeadLetters += len(dl)
+		if len(dl) == 0 {
+			break
+		}
+		after = dl[len(dl)-1].Seq
+	}
+	if s.DeadLetters >= deadCountCap {
+		if more, err := q.DeadLetters(ctx, after, 1); err == nil && len(more) > 0 {
+			s.DeadLettersCapped = true
+		}
+	}
+	if m := h.opts.Movers[name]; m != nil {
+		s.Mover = moverSummary(m)
+	}
+	lanes, err := h.lanes(ctx, name)
+	if err != nil {
+		return s, err
+	}
+	s.Lanes = lanes
+	for _, l := range lanes {
+		if l.Failing {
+			s.LanesBlocked++
+		}
+	}
+	return s, nil
+}
+
+func moverSummary(m *mover.Mover) *MoverSummary {
+	st := m.Stats()
+	ms := &MoverSummary{
+		Delivered: st.Delivered, Retries: st.Retries, DeadLettered: st.DeadLettered, Superseded: st.Superseded,
+		InFlight: st.InFlight, Buffered: st.Buffered,
+		LatencyP50: st.LatencyP50.Seconds(), LatencyP99: st.LatencyP99.Seconds(),
+	}
+	if p, ok := any(m).(pauser); ok {
+		ms.Pausable, ms.Paused = true, p.Paused()
+	}
+	return ms
+}
+
+func summarize(it effectqueue.Item) EntrySummary {
+	return EntrySummary{Seq: it.Seq, Kind: it.Kind, Key: it.Key, Size: len(it.Payload), OpID: it.OpID, Committed: it.Committed}
+}
+
+func (h *handler) listEntries(r *Request) (any, error) {
+	name, q, err := h.queue(r)
+	if err != nil {
+		return nil, err
+	}
+	after, limit, err := pagingSeq(r)
+	if err != nil {
+		return nil, err
+	}
+	key, filter := r.HTTP.URL.Query()["key"]
+	items, err := q.Read(r.Context(), after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("admin: queue %q: reading entries: %w", name, err)
+	}
+	p := Page[EntrySummary]{Items: []EntrySummary{}}
+	for _, it := range items {
+		if filter && it.Key != key[0] {
+			continue
+		}
+		s := summarize(it)
+		if rs, err := q.RetryStateOf(it.Seq); err == nil && rs.Attempts > 0 {
+			s.Attempts, s.LastError = rs.Attempts, rs.LastError
+			if !rs.NextAt.IsZero() {
+				t := rs.NextAt
+				s.NextRetry = &t
+			}
+		}
+		p.Items = append(p.Items, s)
+	}
+	if len(items) == limit {
+		p.Next = strconv.FormatUint(items[len(items)-1].Seq, 10)
+	}
+	return p, nil
+}
+
+func deadSummary(d effectqueue.DeadLetter) EntrySummary {
+	s := summarize(d.Item)
+	s.Reason = d.Reason
+	t := d.At
+	s.DeadAt = &t
+	return s
+}
+
+func (h *handler) listDead(r *Request) (any, error) {
+	name, q, err := h.queue(r)
+	if err != nil {
+		return nil, err
+	}
+	after, limit, err := pagingSeq(r)
+	if err != nil {
+		return nil, err
+	}
+	key, filter := r.HTTP.URL.Query()["key"]
+	dls, err := q.DeadLetters(r.Context(), after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("admin: queue %q: listing dead letters: %w", name, err)
+	}
+	p := Page[EntrySummary]{Items: []EntrySummary{}}
+	for _, d := range dls {
+		if filter && d.Key != key[0] {
+			continue
+		}
+		p.Items = append(p.Items, deadSummary(d))
+	}
+	if len(dls) == limit {
+		p.Next = strconv.FormatUint(dls[len(dls)-1].Seq, 10)
+	}
+	return p, nil
+}
+
+// findPending returns pending entry seq, or nil.
+func findPending(ctx context.Context, q *effectqueue.Queue, seq uint64) (*effectqueue.Item, error) {
+	items, err := q.Read(ctx, seq-1, 1)
+	if err != nil {
+		return nil, err
+	}
+	if len(items) == 1 && items[0].Seq == seq {
+		return &items[0], nil
+	}
+	return nil, nil
+}
+
+// findDead returns dead letter seq, or nil.
+func findDead(ctx context.Context, q *effectqueue.Queue, seq uint64) (*effectqueue.DeadLetter, error) {
+	dls, err := q.DeadLetters(ctx, seq-1, 1)
+	if err != nil {
+		return nil, err
+	}
+	if len(dls) == 1 && dls[0].Seq == seq {
+		return &dls[0], nil
+	}
+	return nil, nil
+}
+
+func (h *handler) getEntry(r *Request) (any, error) {
+	name, q, err := h.queue(r)
+	if err != nil {
+		return nil, err
+	}
+	seq, err := parseSeq(r.Param("seq"))
+	if err != nil {
+		return nil, err
+	}
+	enc, err := encodingParam(r)
+	if err != nil {
+		return nil, err
+	}
+	it, err := findPending(r.Context(), q, seq)
+	if err != nil {
+		return nil, fmt.Errorf("admin: queue %q: reading entry %d: %w", name, seq, err)
+	}
+	if it == nil {
+		if d, err := findDead(r.Context(), q, seq); err == nil && d != nil {
+			return h.detail(deadSummary(*d), "dead", d.Item, enc), nil
+		}
+		return nil, fmt.Errorf("%w: queue %q has no pending entry %d (acked, discarded, replayed, or beyond the head %d)", ErrNotFound, name, seq, q.Head())
+	}
+	s := summarize(*it)
+	if rs, err := q.RetryStateOf(seq); err == nil && rs.Attempts > 0 {
+		s.Attempts, s.LastError = rs.Attempts, rs.LastError
+		if !rs.NextAt.IsZero() {
+			t := rs.NextAt
+			s.NextRetry = &t
+		}
+	}
+	return h.detail(s, "pending", *it, enc), nil
+}
+
+func (h *handler) getDead(r *Request) (any, error) {
+	name, q, err := h.queue(r)
+	if err != nil {
+		return nil, err
+	}
+	seq, err := parseSeq(r.Param("seq"))
+	if err != nil {
+		return nil, err
+	}
+	enc, err := encodingParam(r)
+	if err != nil {
+		return nil, err
+	}
+	d, err := h.dead(r.Context(), name, q, seq)
+	if err != nil {
+		return nil, err
+	}
+	return h.detail(deadSummary(*d), "dead", d.Item, enc), nil
+}
+
+func encodingParam(r *Request) (string, error) {
+	if err := onlyParams(r, "encoding"); err != nil {
+		return "", err
+	}
+	switch e := r.Query("encoding"); e {
+	case "", "base64", "hex":
+		return e, nil
+	default:
+		return "", fmt.Errorf("%w: encoding %q is not base64 or hex", ErrBadRequest, e)
+	}
+}
+
+// dead returns dead letter seq, or an error saying why it is not one: 409 for
+// an entry that is pending, 404 otherwise.
+func (h *handler) dead(ctx context.Context, name string, q *effectqueue.Queue, seq uint64) (*effectqueue.DeadLetter, error) {
+	d, err := findDead(ctx, q, seq)
+	if err != nil {
+		return nil, fmt.Errorf("admin: queue %q: reading dead letter %d: %w", name, seq, err)
+	}
+	if d != nil {
+		return d, nil
+	}
+	if it, err := findPending(ctx, q, seq); err == nil && it != nil {
+		return nil, fmt.Errorf("%w: entry %d of queue %q is pending, not a dead letter", ErrConflict, seq, name)
+	}
+	return nil, fmt.Errorf("%w: queue %q has no dead letter %d", ErrNotFound, name, seq)
+}
+
+func (h *handler) detail(s EntrySummary, state string, it effectqueue.Item, enc string) EntryDetail {
+	return EntryDetail{EntrySummary: s, State: state, Meta: it.Meta, Payload: h.renderPayload(it, enc)}
+}
+
+func (h *handler) replayOne(r *Request) (any, error) {
+	name, q, err := h.queue(r)
+	if err != nil {
+		return nil, err
+	}
+	seq, err := parseSeq(r.Param("seq"))
+	if err != nil {
+		return nil, err
+	}
+	if err := onlyParams(r); err != nil {
+		return nil, err
+	}
+	if err := r.Decode(&struct{}{}); err != nil {
+		return nil, err
+	}
+	if _, err := h.dead(r.Context(), name, q, seq); err != nil {
+		return nil, err
+	}
+	n, err := q.Replay(r.Context(), seq)
+	if err != nil {
+		return nil, h.queueActionErr(name, "replay", seq, err)
+	}
+	return ReplayResult{Seq: seq, NewSeq: n}, nil
+}
+
+func (h *handler) discardOne(r *Request) (any, error) {
+	name, q, err := h.queue(r)
+	if err != nil {
+		return nil, err
+	}
+	seq, err := parseSeq(r.Param("seq"))
+	if err != nil {
+		return nil, err
+	}
+	if err := onlyParams(r); err != nil {
+		return nil, err
+	}
+	if err := r.Decode(&struct{}{}); err != nil {
+		return nil, err
+	}
+	if _, err := h.dead(r.Context(), name, q, seq); err != nil {
+		return nil, err
+	}
+	if err := q.Discard(r.Context(), seq); err != nil {
+		return nil, h.queueActionErr(name, "discard", seq, err)
+	}
+	return ReplayResult{Seq: seq}, nil
+}
+
+func (h *handler) queueActionErr(name, action string, seq uint64, err error) error {
+	if errors.Is(err, effectqueue.ErrNotFound) {
+		// Another operator got there first.
+		return fmt.Errorf("%w: queue %q has no dead letter %d any more", ErrNotFound, name, seq)
+	}
+	return fmt.Errorf("admin: queue %q: %s %d: %v", name, action, seq, err)
+}
+
+// batchRequest selects the dead letters of a batch action.
+type batchRequest struct {
+	// Key selects the dead letters of one ordering key.
+	Key *string `json:"key"`
+	// All selects every dead letter; it excludes Key.
+	All bool `json:"all"`
+	// DryRun lists what would be done and changes nothing.
+	DryRun bool `json:"dryRun"`
+}
+
+func (h *handler) batchTargets(r *Request) (string, *effectqueue.Queue, batchRequest, []uint64, error) {
+	var br batchRequest
+	name, q, err := h.queue(r)
+	if err != nil {
+		return "", nil, br, nil, err
+	}
+	if err := onlyParams(r); err != nil {
+		return "", nil, br, nil, err
+	}
+	if err := r.Decode(&br); err != nil {
+		return "", nil, br, nil, err
+	}
+	if (br.Key == nil) == !br.All {
+		return "", nil, br, nil, fmt.Errorf(`%w: a batch action needs exactly one of {"key": "..."} and {"all": true}`, ErrBadRequest)
+	}
+	var seqs []uint64
+	var after uint64
+	for {
+		dls, err := q.DeadLetters(r.Context(), after, 1000)
+		if err != nil {
+			return "", nil, br, nil, fmt.Errorf("admin: queue %q: listing dead letters: %w", name, err)
+		}
+		for _, d := range dls {
+			if br.All || d.Key == *br.Key {
+				seqs = append(seqs, d.Seq)
+			}
+		}
+		if len(dls) < 1000 {
+			break
+		}
+		after = dls[len(dls)-1].Seq
+	}
+	return name, q, br, seqs, nil
+}
+
+// replayBatch replays the selected dead letters in sequence order, so that
+// a key's entries reach the tail of the queue in their original order.
+func (h *handler) replayBatch(r *Request) (any, error) {
+	name, q, br, seqs, err := h.batchTargets(r)
+	if err != nil {
+		return nil, err
+	}
+	res := BatchResult{DryRun: br.DryRun, Done: []ReplayResult{}}
+	for _, s := range seqs {
+		if br.DryRun {
+			res.Done = append(res.Done, ReplayResult{Seq: s})
+			continue
+		}
+		n, err := q.Replay(r.Context(), s)
+		if err != nil {
+			res.Error = h.queueActionErr(name, "replay", s, err).Error()
+			break
+		}
+		res.Done = append(res.Done, ReplayResult{Seq: s, NewSeq: n})
+	}
+	return res, nil
+}
+
+func (h *handler) discardBatch(r *Request) (any, error) {
+	name, q, br, seqs, err := h.batchTargets(r)
+	if err != nil {
+		return nil, err
+	}
+	res := BatchResult{DryRun: br.DryRun, Done: []ReplayResult{}}
+	for _, s := range seqs {
+		if !br.DryRun {
+			if err := q.Discard(r.Context(), s); err != nil {
+				res.Error = h.queueActionErr(name, "discard", s, err).Error()
+				break
+			}
+		}
+		res.Done = append(res.Done, ReplayResult{Seq: s})
+	}
+	return res, nil
+}
+
+func (h *handler) moverOf(r *Request) (string, pauser, error) {
+	name, _, err := h.queue(r)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := onlyParams(r); err != nil {
+		return "", nil, err
+	}
+	if err := r.Decode(&struct{}{}); err != nil {
+		return "", nil, err
+	}
+	m := h.opts.Movers[name]
+	if m == nil {
+		return "", nil, fmt.Errorf("%w: queue %q has no mover in the admin options", ErrNotFound, name)
+	}
+	p, ok := any(m).(pauser)
+	if !ok {
+		return "", nil, fmt.Errorf("%w: this mover cannot pause", ErrUnsupported)
+	}
+	return name, p, nil
+}
+
+func (h *handler) pauseMover(r *Request) (any, error) {
+	_, p, err := h.moverOf(r)
+	if err != nil {
+		return nil, err
+	}
+	p.Pause()
+	return map[string]bool{"paused": p.Paused()}, nil
+}
+
+func (h *handler) resumeMover(r *Request) (any, error) {
+	_, p, err := h.moverOf(r)
+	if err != nil {
+		return nil, err
+	}
+	p.Resume()
+	return map[string]bool{"paused": p.Paused()}, nil
+}

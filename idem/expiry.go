@@ -1,0 +1,134 @@
+package idem
+
+import (
+	"container/heap"
+	"sync"
+	"time"
+)
+
+// expiryIndex finds the tokens that expire first without looking at the
+// others. Time is cut into buckets of width granularity; bucket b holds the
+// keys of tokens whose expiry falls in [b*w, (b+1)*w), and a min-heap of
+// bucket numbers gives the oldest bucket at once. A bucket is due when its
+// end has passed, so every token in it has expired, unless it was renewed or
+// removed since (the sweeper checks each token's own expiry, so the index
+// may hold stale keys; it must never miss a live one).
+//
+// The index is derived, in-memory state. Keys are added by commit hooks
+// (whilecommit.Do), after the token they index is visible, so the sweeper
+// never looks for a token before its transaction committed. A durable
+// Tokens rebuilds it from the loaded tokens when it opens.
+//
+// Rejected design: an index table keyed by (expiry, key) in the same
+// transaction. The in-memory table has no ordered scan, and a shared
+// per-bucket record would make every Begin of the same second conflict.
+type expiryIndex struct {
+	width int64 // nanoseconds
+
+	mu struct {
+		sync.Mutex
+		buckets map[int64][]string
+		order   bucketHeap // bucket numbers present in buckets
+		n       int        // keys in buckets
+	}
+	// wake has room for one signal: a bucket earlier than the ones the
+	// sweeper knew about was added.
+	wake chan struct{}
+}
+
+func newExpiryIndex(width time.Duration) *expiryIndex {
+	ix := &expiryIndex{width: int64(width), wake: make(chan struct{}, 1)}
+	ix.mu.buckets = make(map[int64][]string)
+	return ix
+}
+
+func (ix *expiryIndex) bucket(expires int64) int64 { return expires / ix.width }
+
+// add indexes key, which expires at expires (Unix ns).
+func (ix *expiryIndex) add(key string, expires int64) {
+	b := ix.bucket(expires)
+	ix.mu.Lock()
+	ks, ok := ix.mu.buckets[b]
+	earliest := false
+	if !ok {
+		earliest = len(ix.mu.order) == 0 || b < ix.mu.order[0]
+		heap.Push(&ix.mu.order, b)
+	}
+	ix.mu.buckets[b] = append(ks, key)
+	ix.mu.n++
+	ix.mu.Unlock()
+	if earliest {
+		select {
+		case ix.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// popDue removes up to max keys from the oldest bucket if that bucket is
+// due at now (its end is not after now), and returns them with the bucket.
+func (ix *expiryIndex) popDue(now int64, max int) (b int64, keys []string) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if len(ix.mu.order) == 0 {
+		return 0, nil
+	}
+	b = ix.mu.order[0]
+	if (b+1)*ix.width > now {
+		return 0, nil
+	}
+	ks := ix.mu.buckets[b]
+	if len(ks) <= max {
+		delete(ix.mu.buckets, b)
+		heap.Pop(&ix.mu.order)
+		ix.mu.n -= len(ks)
+		return b, ks
+	}
+	// Take from the end, so the bucket's slice keeps its array; copy the
+	// keys out because later adds may reuse the tail.
+	keys = append([]string(nil), ks[len(ks)-max:]...)
+	clear(ks[len(ks)-max:])
+	ix.mu.buckets[b] = ks[:len(ks)-max]
+	ix.mu.n -= max
+	return b, keys
+}
+
+// putBack returns keys taken by popDue to bucket b, because the
+// transaction that was to look at them did not commit.
+func (ix *expiryIndex) putBack(b int64, keys []string) {
+	for _, k := range keys {
+		ix.add(k, b*ix.width)
+	}
+}
+
+// next returns the time at which the oldest bucket becomes due, and false
+// if the index is empty.
+func (ix *expiryIndex) next() (int64, bool) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if len(ix.mu.order) == 0 {
+		return 0, false
+	}
+	return (ix.mu.order[0] + 1) * ix.width, true
+}
+
+// len returns the number of keys indexed (stale ones included).
+func (ix *expiryIndex) len() int {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.mu.n
+}
+
+// bucketHeap is a min-heap of bucket numbers (container/heap).
+type bucketHeap []int64
+
+func (h bucketHeap) Len() int           { return len(h) }
+func (h bucketHeap) Less(i, j int) bool { return h[i] < h[j] }
+func (h bucketHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *bucketHeap) Push(x any)        { *h = append(*h, x.(int64)) }
+func (h *bucketHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}

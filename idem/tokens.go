@@ -1,0 +1,398 @@
+package idem
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/zest-stm/zest/stm"
+	"github.com/zest-stm/zest/table"
+	"github.com/zest-stm/zest/whilecommit"
+)
+
+// Tokens is a table of idempotency tokens on one stm.DB.
+//
+// A Tokens is safe for concurrent use. Its transactional methods (Begin,
+// Finish, Once, Forget, Link, Settle) take the *stm.Tx of the body they are
+// called from and follow its rules; Lookup, Discard, Expire and Sweep run
+// their own transactions and must not be called from a body.
+type Tokens struct {
+	db      *stm.DB
+	name    string
+	tab     *table.Table[string, token]
+	durable bool
+	opts    Options
+	ix      *expiryIndex
+	stats   counters
+}
+
+type counters struct {
+	begun, replays, mismatches, inProgress, duplicates atomic.Uint64
+	settled, expired, forgotten                        atomic.Uint64
+}
+
+// New creates the token table called name on db.
+//
+// If db has a durable log (effectqueue.Open was called on it before New),
+// the table is durable: each token is written in the same atomic Badger
+// write as the transaction's other durable tables and queue entries, and
+// the tokens on disk are loaded. Otherwise the tokens live in memory only.
+// The name is registered on db like a table's and must be unique there.
+func New(db *stm.DB, name string, opts *Options) (*Tokens, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	t := &Tokens{db: db, name: name, opts: o, ix: newExpiryIndex(o.Granularity)}
+	t.tab, err = table.NewDurable[string, token](db, name, &table.DurableOptions[token]{Codec: codec{}})
+	switch {
+	case err == nil:
+		t.durable = true
+	case errors.Is(err, table.ErrNoStore):
+		t.tab, err = table.New[string, token](db, name)
+		if err != nil {
+			return nil, fmt.Errorf("idem: %q: %w", name, err)
+		}
+	default:
+		return nil, fmt.Errorf("idem: %q: %w", name, err)
+	}
+	if t.durable && t.tab.Loaded().Records > 0 {
+		if err := t.rebuildIndex(); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// rebuildIndex indexes the tokens loaded from disk: the one full pass, at
+// open, that the durable table's own load already paid for.
+func (t *Tokens) rebuildIndex() error {
+	type entry struct {
+		key     string
+		expires int64
+	}
+	var all []entry
+	err := t.db.Run(context.Background(), func(tx *stm.Tx) error {
+		all = all[:0]
+		t.tab.Scan(tx, func(k string, v token) bool {
+			if v.state != linked {
+				all = append(all, entry{k, v.expires})
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("idem: %q: index the loaded tokens: %w", t.name, err)
+	}
+	for _, e := range all {
+		t.ix.add(e.key, e.expires)
+	}
+	t.opts.Logger.Info("idem: tokens loaded", "table", t.name, "tokens", t.tab.Loaded().Records,
+		"indexed", len(all), "took", t.tab.Loaded().Duration)
+	return nil
+}
+
+// Name returns the name the table was registered with.
+func (t *Tokens) Name() string { return t.name }
+
+// Durable reports whether the tokens are persisted with the DB's durable
+// log.
+func (t *Tokens) Durable() bool { return t.durable }
+
+// DB returns the database the tokens live on.
+func (t *Tokens) DB() *stm.DB { return t.db }
+
+// check validates what every transactional method receives.
+func (t *Tokens) check(tx *stm.Tx, key Key) (string, error) {
+	if err := tx.Err(); err != nil {
+		return "", fmt.Errorf("idem: %w", err)
+	}
+	if tx.DB() != t.db {
+		return "", ErrWrongDB
+	}
+	return key.encode(t.opts.MaxKeySize)
+}
+
+// get returns k's token if it is live at now.
+func (t *Tokens) get(tx *stm.Tx, k string, now int64) (token, bool) {
+	tok, ok := t.tab.Get(tx, k)
+	if !ok || !tok.live(now) {
+		return token{}, false
+	}
+	return tok, true
+}
+
+// Begin claims key for the operation the transaction performs, with the
+// fingerprint of its parameters (nil, or FingerprintSize bytes; see
+// Fingerprint).
+//
+//   - First time (or the previous token expired): the token is created in
+//     tx; Begin returns replay == false and the body does the work, then calls
+//     Finish with the result. If the body fails, the claim rolls back with
+//     everything else and a retry runs again.
+//   - The operation was done: replay == true and result is its stored result
+//     (nil if none was stored); the body must not do the work again.
+//   - The key was begun with another fingerprint: ErrMismatch.
+//   - The token is linked to an outside operation still running:
+//     ErrInProgress.
+//
+// Two transactions that begin the same key concurrently conflict: one
+// commits and the other reruns and replays its result.
+func (t *Tokens) Begin(tx *stm.Tx, key Key, fingerprint []byte) (result []byte, replay bool, err error) {
+	k, err := t.check(tx, key)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := checkFingerprint(fingerprint); err != nil {
+		return nil, false, err
+	}
+	now := t.opts.Now()
+	tok, ok := t.get(tx, k, now.UnixNano())
+	if !ok {
+		tok = newToken(claimed, fingerprint, now, t.opts.TTL)
+		t.tab.Put(tx, k, tok)
+		t.indexAtCommit(tx, k, tok.expires, &t.stats.begun)
+		return nil, false, nil
+	}
+	if !tok.sameFingerprint(fingerprint) {
+		t.countAtEnd(tx, &t.stats.mismatches)
+		return nil, false, fmt.Errorf("%w: key %s", ErrMismatch, key)
+	}
+	if tok.state == linked {
+		t.countAtEnd(tx, &t.stats.inProgress)
+		return nil, false, fmt.Errorf("%w: key %s is linked to %q", ErrInProgress, key, tok.ref())
+	}
+	t.countAtEnd(tx, &t.stats.replays)
+	if r := tok.result(); r != "" {
+		result = []byte(r)
+	}
+	return result, true, nil
+}
+
+// Finish stores result as the outcome of the operation key was begun for in
+// this transaction (or in an earlier one that committed without Finish).
+// A replay of the key returns result. Finish fails with ErrResultTooLarge
+// for a result over Options.MaxResultSize, ErrNotBegun if the key has no
+// live token, ErrFinished if it already holds a result, and ErrInProgress if
+// it is linked (use Settle). On error nothing is stored.
+func (t *Tokens) Finish(tx *stm.Tx, key Key, result []byte) error {
+	k, err := t.check(tx, key)
+	if err != nil {
+		return err
+	}
+	if len(result) > t.opts.MaxResultSize {
+		return fmt.Errorf("%w: %d bytes, over MaxResultSize %d", ErrResultTooLarge, len(result), t.opts.MaxResultSize)
+	}
+	tok, ok := t.get(tx, k, t.opts.Now().UnixNano())
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: key %s", ErrNotBegun, key)
+	case tok.state == done:
+		return fmt.Errorf("%w: key %s", ErrFinished, key)
+	case tok.state == linked:
+		return fmt.Errorf("%w: key %s is linked to %q; settle it instead", ErrInProgress, key, tok.ref())
+	}
+	tok.state = done
+	tok.set(tok.fingerprint(), "", string(result))
+	t.tab.Put(tx, k, tok)
+	return nil
+}
+
+// Once is the plain rule "this operation happens once": the first call for
+// key creates a finished token with no result and returns nil; every later
+// call, while the token lives, returns ErrDuplicate (ErrInProgress if the
+// token is linked). It rolls back with the transaction like Begin.
+func (t *Tokens) Once(tx *stm.Tx, key Key) error {
+	k, err := t.check(tx, key)
+	if err != nil {
+		return err
+	}
+	now := t.opts.Now()
+	if tok, ok := t.get(tx, k, now.UnixNano()); ok {
+		if tok.state == linked {
+			t.countAtEnd(tx, &t.stats.inProgress)
+			return fmt.Errorf("%w: key %s is linked to %q", ErrInProgress, key, tok.ref())
+		}
+		t.countAtEnd(tx, &t.stats.duplicates)
+		return fmt.Errorf("%w: key %s", ErrDuplicate, key)
+	}
+	tok := newToken(done, nil, now, t.opts.TTL)
+	t.tab.Put(tx, k, tok)
+	t.indexAtCommit(tx, k, tok.expires, &t.stats.begun)
+	return nil
+}
+
+// Forget removes key's token, live, expired or linked, and reports whether
+// there was one. The next Begin of key runs the operation again. It is for
+// operators (see Discard for the form outside a transaction).
+func (t *Tokens) Forget(tx *stm.Tx, key Key) (bool, error) {
+	k, err := t.check(tx, key)
+	if err != nil {
+		return false, err
+	}
+	if !t.tab.Delete(tx, k) {
+		return false, nil
+	}
+	whilecommit.Do(tx, func() {
+		t.stats.forgotten.Add(1)
+		t.opts.Logger.Info("idem: token forgotten", "table", t.name, "key", key.String())
+	})
+	return true, nil
+}
+
+// Link ties the token that key was begun for in this transaction to an
+// outside long-running operation named ref (a saga id, a job id). Until
+// Settle, Begin and Once answer ErrInProgress, and the token does not
+// expire. Link fails with ErrBadRef, ErrNotBegun, ErrFinished, or
+// ErrInProgress if the token is already linked.
+func (t *Tokens) Link(tx *stm.Tx, key Key, ref string) error {
+	k, err := t.check(tx, key)
+	if err != nil {
+		return err
+	}
+	if ref == "" || len(ref) > MaxRefSize {
+		return fmt.Errorf("%w: %d bytes, want 1 to %d", ErrBadRef, len(ref), MaxRefSize)
+	}
+	tok, ok := t.get(tx, k, t.opts.Now().UnixNano())
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: key %s", ErrNotBegun, key)
+	case tok.state == done:
+		return fmt.Errorf("%w: key %s", ErrFinished, key)
+	case tok.state == linked:
+		return fmt.Errorf("%w: key %s is linked to %q", ErrInProgress, key, tok.ref())
+	}
+	tok.state = linked
+	tok.expires = 0
+	tok.set(tok.fingerprint(), ref, "")
+	t.tab.Put(tx, k, tok)
+	return nil
+}
+
+// Settle stores result as the final result of the outside operation ref
+// that key's token is linked to, and starts the token's TTL. Call it from
+// the transaction that ends the operation (for a saga, its end hook), so
+// the result and the operation's end commit together. It fails with
+// ErrNotLinked if the token is not linked to ref (forgotten by an operator,
+// or linked to another operation); the caller usually ignores that.
+func (t *Tokens) Settle(tx *stm.Tx, key Key, ref string, result []byte) error {
+	k, err := t.check(tx, key)
+	if err != nil {
+		return err
+	}
+	if ref == "" || len(ref) > MaxRefSize {
+		return fmt.Errorf("%w: %d bytes, want 1 to %d", ErrBadRef, len(ref), MaxRefSize)
+	}
+	if len(result) > t.opts.MaxResultSize {
+		return fmt.Errorf("%w: %d bytes, over MaxResultSize %d", ErrResultTooLarge, len(result), t.opts.MaxResultSize)
+	}
+	tok, ok := t.tab.Get(tx, k)
+	if !ok || tok.state != linked || tok.ref() != ref {
+		return fmt.Errorf("%w: key %s, ref %q", ErrNotLinked, key, ref)
+	}
+	tok.state = done
+	tok.expires = t.opts.Now().Add(t.opts.TTL).UnixNano()
+	tok.set(tok.fingerprint(), ref, string(result))
+	t.tab.Put(tx, k, tok)
+	t.indexAtCommit(tx, k, tok.expires, &t.stats.settled)
+	return nil
+}
+
+// indexAtCommit adds k to the expiry index and counts c once tx commits.
+func (t *Tokens) indexAtCommit(tx *stm.Tx, k string, expires int64, c *atomic.Uint64) {
+	whilecommit.Do(tx, func() {
+		t.ix.add(k, expires)
+		c.Add(1)
+	})
+}
+
+// countAtEnd counts an answer once, when tx ends, whether it commits or
+// rolls back (a body often returns the error it was given).
+func (t *Tokens) countAtEnd(tx *stm.Tx, c *atomic.Uint64) {
+	inc := func() { c.Add(1) }
+	whilecommit.Do(tx, inc)
+	whilecommit.OnRollback(tx, inc)
+}
+
+// Info describes one token for operators.
+type Info struct {
+	Key Key `json:"key"`
+	// State is "claimed" (begun, committed without a result), "done" or
+	// "linked" (tied to an outside operation still running).
+	State string `json:"state"`
+	// Fingerprint is the hex fingerprint the token was begun with, if any.
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// Created is when the token was begun, to the second.
+	Created time.Time `json:"created"`
+	// Expires is when the token expires; zero while linked.
+	Expires time.Time `json:"expires,omitzero"`
+	// ResultSize is the stored result's size in bytes.
+	ResultSize int `json:"result_size"`
+	// Ref is the outside operation a linked (or settled) token is tied to.
+	Ref string `json:"ref,omitempty"`
+}
+
+func (t *Tokens) info(key Key, tok token) Info {
+	in := Info{
+		Key:        key,
+		State:      tok.state.String(),
+		Created:    time.Unix(int64(tok.created), 0).UTC(),
+		ResultSize: len(tok.result()),
+		Ref:        tok.ref(),
+	}
+	if tok.hasFingerprint() {
+		in.Fingerprint = fmt.Sprintf("%x", tok.fingerprint())
+	}
+	if tok.expires != 0 {
+		in.Expires = time.Unix(0, tok.expires).UTC()
+	}
+	return in
+}
+
+// Lookup returns the live token of key, or ErrNotFound. It runs its own
+// read-only transaction.
+func (t *Tokens) Lookup(ctx context.Context, key Key) (Info, error) {
+	k, err := key.encode(t.opts.MaxKeySize)
+	if err != nil {
+		return Info{}, err
+	}
+	tok, err := stm.RunValue(ctx, t.db, func(tx *stm.Tx) (token, error) {
+		tok, ok := t.get(tx, k, t.opts.Now().UnixNano())
+		if !ok {
+			return token{}, ErrNotFound
+		}
+		return tok, nil
+	})
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return Info{}, fmt.Errorf("%w: key %s", ErrNotFound, key)
+		}
+		return Info{}, ctxErr(ctx, err, "lookup "+key.String())
+	}
+	return t.info(key, tok), nil
+}
+
+// Discard is Forget in its own transaction, for operators: it removes key's
+// token and reports whether there was one. On cancellation it returns
+// ctx.Err() and the token is unchanged.
+func (t *Tokens) Discard(ctx context.Context, key Key) (bool, error) {
+	found, err := stm.RunValue(ctx, t.db, func(tx *stm.Tx) (bool, error) {
+		return t.Forget(tx, key)
+	})
+	if err != nil && !errors.Is(err, ErrBadKey) {
+		return false, ctxErr(ctx, err, "discard "+key.String())
+	}
+	return found, err
+}
+
+// ctxErr returns ctx.Err() itself when err is the context ending, and err
+// wrapped with what was being done otherwise.
+func ctxErr(ctx context.Context, err error, doing string) error {
+	if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) {
+		return cerr
+	}
+	return fmt.Errorf("idem: %s: %w", doing, err)
+}

@@ -1,0 +1,50 @@
+package metrics
+
+import (
+	"github.com/zest-stm/zest/mover"
+)
+
+// Mover is what the collector reads from a mover; *mover.Mover implements
+// it. If the value also has a method Paused() bool, zest_mover_paused is
+// exported for it.
+//
+// Stats is called once per scrape, from the scraping goroutine, and must be
+// safe to call concurrently with the mover's work.
+type Mover interface {
+	Stats() mover.Stats
+}
+
+// pauser is the optional part of a Mover.
+type pauser interface {
+	Paused() bool
+}
+
+// SagaSource reports how many sagas are in each state ("running",
+// "compensating", "stuck", ...). The states must be a small fixed set: each
+// becomes a value of the "state" label of zest_sagas.
+//
+// SagasByState is called once per scrape and must be safe for concurrent
+// use; it should be cheap (counters kept as sagas change state, not a scan).
+type SagaSource interface {
+	SagasByState() map[string]int64
+}
+
+// IdemSource reports how many requests were answered from a stored
+// idempotency token (a replay) instead of running again.
+//
+// Replays is called once per scrape and must be safe for concurrent use.
+type IdemSource interface {
+	Replays() uint64
+}
+
+// SagaSourceFunc adapts a function to SagaSource.
+type SagaSourceFunc func() map[string]int64
+
+// SagasByState calls f.
+func (f SagaSourceFunc) SagasByState() map[string]int64 { return f() }
+
+// IdemSourceFunc adapts a function to IdemSource.
+type IdemSourceFunc func() uint64
+
+// Replays calls f.
+func (f IdemSourceFunc) Replays() uint64 { return f() }

@@ -114,7 +114,7 @@ const maxLimit = 1000
 // Page is the answer of a list endpoint: the items and, when there may be
 // more, the cursor to pass as "after" for the next page.
 type Page[T any] struct {
-	Items []T   `json:"items"`
+	Items []T    `json:"items"`
 	Next  string `json:"next,omitempty"`
 }
 

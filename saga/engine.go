@@ -36,10 +36,10 @@ func (g *guard) enter(l location) error {
 	if g == nil {
 		return nil
 	}
-	if g.injected.set && g.injected == l {
+	l.set = true
+	if g.injected == l {
 		return g.err
 	}
-	l.set = true
 	g.at = l
 	return nil
 }
@@ -166,8 +166,8 @@ func (r *Runner) runLocal(tx *stm.Tx, f flowDef, g *guard, i int, undo bool, sta
 	if err := g.enter(location{step: i, undo: undo}); err != nil {
 		return nil, err
 	}
-	defer g.leave()
 	out, err := f.local(tx, i, undo, state)
+	g.leave() // not deferred: after a panic, g.at names the culprit
 	if err == nil && len(out) > r.opts.MaxStateSize {
 		err = fmt.Errorf("%w: %d bytes, limit %d", ErrStateTooLarge, len(out), r.opts.MaxStateSize)
 	}

@@ -172,9 +172,35 @@ func (f *Flow[S]) Start(tx *stm.Tx, id string, s S) error {
 	return nil
 }
 
+// marshal encodes v with map keys sorted, so that equal values encode to
+// equal bytes.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.SetSortMapKeys(true)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// sameEncoding reports whether a and b encode the same value. Maps other
+// than of strings to strings or bools encode in Go's random order, so
+// different bytes are compared again as generic values.
+func sameEncoding(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	var va, vb any
+	if msgpack.Unmarshal(a, &va) != nil || msgpack.Unmarshal(b, &vb) != nil {
+		return false
+	}
+	return reflect.DeepEqual(va, vb)
+}
+
 // encode encodes s and checks that it round-trips.
 func (f *Flow[S]) encode(s *S) ([]byte, error) {
-	b, err := msgpack.Marshal(s)
+	b, err := marshal(s)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadState, err)
 	}
@@ -182,8 +208,8 @@ func (f *Flow[S]) encode(s *S) ([]byte, error) {
 	if err := msgpack.Unmarshal(b, &back); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadState, err)
 	}
-	again, err := msgpack.Marshal(&back)
-	if err != nil || !bytes.Equal(b, again) {
+	again, err := marshal(&back)
+	if err != nil || !sameEncoding(b, again) {
 		return nil, fmt.Errorf("%w: decoding and encoding again gives different bytes", ErrBadState)
 	}
 	return b, nil
@@ -199,16 +225,16 @@ func (f *Flow[S]) decode(b []byte) (*S, error) {
 
 // The flowDef methods: the Runner drives flows of any S through them.
 
-func (f *Flow[S]) def() (string, int)           { return f.name, f.version }
-func (f *Flow[S]) numSteps() int                  { return len(f.steps) }
-func (f *Flow[S]) stepName(i int) string        { return f.steps[i].Name }
-func (f *Flow[S]) isRemote(i int) bool          { return f.steps[i].remote() }
-func (f *Flow[S]) isPivot(i int) bool           { return f.steps[i].Pivot }
-func (f *Flow[S]) hasQuery(i int) bool          { return f.steps[i].Query != nil }
-func (f *Flow[S]) runner() *Runner              { return f.r }
-func (f *Flow[S]) setRunner(r *Runner)          { f.r = r }
-func (f *Flow[S]) hasUndo(i int) bool           { return f.steps[i].Undo != nil || f.steps[i].CallUndo != nil }
-func (f *Flow[S]) retry(i int, d Retry) Retry   { return f.steps[i].Retry.or(d) }
+func (f *Flow[S]) def() (string, int)         { return f.name, f.version }
+func (f *Flow[S]) numSteps() int              { return len(f.steps) }
+func (f *Flow[S]) stepName(i int) string      { return f.steps[i].Name }
+func (f *Flow[S]) isRemote(i int) bool        { return f.steps[i].remote() }
+func (f *Flow[S]) isPivot(i int) bool         { return f.steps[i].Pivot }
+func (f *Flow[S]) hasQuery(i int) bool        { return f.steps[i].Query != nil }
+func (f *Flow[S]) runner() *Runner            { return f.r }
+func (f *Flow[S]) setRunner(r *Runner)        { f.r = r }
+func (f *Flow[S]) hasUndo(i int) bool         { return f.steps[i].Undo != nil || f.steps[i].CallUndo != nil }
+func (f *Flow[S]) retry(i int, d Retry) Retry { return f.steps[i].Retry.or(d) }
 func (f *Flow[S]) timeout(i int, d time.Duration) time.Duration {
 	if t := f.steps[i].Timeout; t > 0 {
 		return t

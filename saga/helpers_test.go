@@ -32,7 +32,9 @@ type env struct {
 	m      *mover.Mover
 	ledger *table.Table[string, int] // local effects: key → times applied
 	cancel context.CancelFunc
-	done   sync.WaitGroup
+	// shutdownWait bounds the mover's graceful shutdown. Default 5s.
+	shutdownWait time.Duration
+	done         sync.WaitGroup
 	errs   chan error
 }
 
@@ -90,7 +92,11 @@ func (e *env) close() {
 	if e.cancel == nil {
 		return
 	}
-	sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+	wait := e.shutdownWait
+	if wait == 0 {
+		wait = 5 * time.Second
+	}
+	sctx, c := context.WithTimeout(context.Background(), wait)
 	defer c()
 	_ = e.m.Shutdown(sctx)
 	e.cancel()
@@ -130,7 +136,10 @@ func (e *env) wait(id string) saga.Info {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	in, err := e.r.Wait(ctx, id)
-	require.NoError(e.t, err, "saga %s did not finish", id)
+	if err != nil {
+		in, _ = e.r.Inspect(context.Background(), id)
+		e.t.Fatalf("saga %s did not finish: %v; now %+v", id, err, in)
+	}
 	return in
 }
 

@@ -32,6 +32,16 @@ type Options struct {
 	// (see Superseder). The skipped entry is acked and counted as
 	// superseded. Off by default: every committed entry is applied.
 	Coalesce bool
+	// LogInterval bounds the log volume: per interval, at most 10 lane
+	// state changes (a lane starts failing, recovers, an entry is
+	// dead-lettered) are logged, and one summary line while lanes are
+	// failing or lines were dropped. Each failed attempt is logged at Debug.
+	// Default 1 minute.
+	LogInterval time.Duration
+	// StartPaused makes the mover start paused (see Mover.Pause), for an
+	// application that keeps an operator's pause across restarts. Default
+	// false.
+	StartPaused bool
 	// Logger receives the mover's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -48,7 +58,7 @@ func (o *Options) withDefaults() (Options, error) {
 	}{{"Concurrency", int64(r.Concurrency)}, {"MaxAttempts", int64(r.MaxAttempts)},
 		{"BaseBackoff", int64(r.BaseBackoff)}, {"MaxBackoff", int64(r.MaxBackoff)},
 		{"PollInterval", int64(r.PollInterval)}, {"MaxBuffered", int64(r.MaxBuffered)},
-		{"AckInterval", int64(r.AckInterval)}} {
+		{"AckInterval", int64(r.AckInterval)}, {"LogInterval", int64(r.LogInterval)}} {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("%s is %d, must not be negative", f.name, f.v))
 		}
@@ -71,6 +81,7 @@ func (o *Options) withDefaults() (Options, error) {
 	def(&r.MaxBackoff, 30*time.Second)
 	def(&r.PollInterval, 5*time.Second)
 	def(&r.AckInterval, 5*time.Millisecond)
+	def(&r.LogInterval, time.Minute)
 	if r.MaxBuffered == 0 {
 		r.MaxBuffered = 4096
 	}

@@ -119,15 +119,7 @@ func TestRetryPersistsAcrossRestart(t *testing.T) {
 			}
 			return nil
 		}}
-	register := func(e *env) {
-		f, err := saga.Define("order", 1, step)
-		require.NoError(t, err)
-		require.NoError(t, f.Register(e.r, nil))
-		if e.r != nil {
-			require.NoError(t, e.start(f, "o1", order{}))
-		}
-	}
-	e := openEnv(t, dir, nil, func(e *env) {})
+	e := openEnv(t, dir, nil, nil)
 	f, err := saga.Define("order", 1, step)
 	require.NoError(t, err)
 	require.NoError(t, f.Register(e.r, nil))
@@ -141,7 +133,6 @@ func TestRetryPersistsAcrossRestart(t *testing.T) {
 	e.close()
 	failing.Store(false)
 
-	_ = register
 	e2 := openEnv(t, dir, nil, func(e *env) {
 		f, err := saga.Define("order", 1, step)
 		require.NoError(t, err)
@@ -151,7 +142,7 @@ func TestRetryPersistsAcrossRestart(t *testing.T) {
 	assert.Equal(t, saga.Done, in.Phase)
 	second := <-calls
 	assert.Equal(t, seen{first.op, 2}, second)
-	assert.Equal(t, saga.Counters{Started: 1, Done: 1}, e2.r.Counters(), "counters loaded from the records")
+	e2.counters(saga.Counters{Started: 1, Done: 1}) // Started loaded from the records
 }
 
 // TestDefinitionChanged: a saga recorded under a flow whose steps changed

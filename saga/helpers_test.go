@@ -35,7 +35,7 @@ type env struct {
 	// shutdownWait bounds the mover's graceful shutdown. Default 5s.
 	shutdownWait time.Duration
 	done         sync.WaitGroup
-	errs   chan error
+	errs         chan error
 }
 
 // fastRetry keeps tests quick: 3 attempts, 1–5ms backoff, 2s timeout.

@@ -16,7 +16,7 @@ import (
 )
 
 func noopCall(ctx context.Context, c saga.Call, s *order) error { return nil }
-func noopLocal(tx *stm.Tx, s *order) error                    { return nil }
+func noopLocal(tx *stm.Tx, s *order) error                      { return nil }
 
 func TestDefineRefusesBadFlows(t *testing.T) {
 	remote := saga.Remote("r", noopCall, nil)

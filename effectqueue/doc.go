@@ -27,7 +27,7 @@
 //     commit).
 //   - If a write fails, the DB stops accepting commits (stm.ErrStopped,
 //     with the cause) rather than let memory and disk disagree unnoticed.
-//     The transactions whose write failed get stm.ErrNotDurable. Reopen the
+//     The transactions whose write failed get stm.ErrOutcomeUnknown. Reopen the
 //     DB and the queue to continue from what is on disk.
 //   - Bad input is refused at Enqueue with an error: an empty kind, an entry
 //     over Options.MaxEntrySize, a transaction too large for one atomic write,

@@ -155,6 +155,7 @@ const stagedOverhead = 64
 //	m/id      the queue's id, the prefix of its operation ids
 //	c/<name>  a consumer's state (SetConsumerState)
 type keys struct {
+	root               []byte // Options.Prefix: every key of the DB lives under it
 	entry, dead, retry []byte
 	next, cursor, id   []byte
 	consumer           []byte
@@ -163,6 +164,7 @@ type keys struct {
 func newKeys(prefix string) keys {
 	p := []byte(prefix)
 	return keys{
+		root:     p,
 		entry:    append(append([]byte{}, p...), "e/"...),
 		dead:     append(append([]byte{}, p...), "d/"...),
 		retry:    append(append([]byte{}, p...), "r/"...),

@@ -13,6 +13,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/zest-stm/zest/internal/seam"
+	"github.com/zest-stm/zest/internal/stmx"
 	"github.com/zest-stm/zest/stm"
 )
 
@@ -90,7 +92,7 @@ func Open(db *stm.DB, opts *Options) (*Queue, error) {
 	ch := make(chan struct{})
 	q.notify.Store(&ch)
 	q.w = newWriter(q)
-	if err := db.AttachLog(q.w); err != nil {
+	if err := stmx.AttachLog(db, q.w); err != nil {
 		q.closeBadger()
 		return nil, fmt.Errorf("effectqueue: %w", err)
 	}
@@ -185,7 +187,7 @@ func (q *Queue) Close() error {
 	q.w.close()
 	close(q.stop)
 	q.bg.Wait()
-	q.db.DetachLog(q.w)
+	stmx.DetachLog(q.db, q.w)
 	return q.closeBadger()
 }
 
@@ -248,7 +250,7 @@ func (q *Queue) Enqueue(tx *stm.Tx, e Entry) error {
 type localKey struct{ q *Queue }
 
 func (q *Queue) local(tx *stm.Tx) *participant {
-	return tx.Local(localKey{q}, func() stm.Local { return &participant{q: q} }).(*participant)
+	return stmx.Local(tx, localKey{q}, func() seam.Local { return &participant{q: q} }).(*participant)
 }
 
 // pendingEntry is an entry enqueued by the current attempt, already
@@ -283,7 +285,7 @@ func (p *participant) End(bool) {}
 
 func (p *participant) Pending() bool { return len(p.entries) > 0 }
 
-// Size implements stm.Sizer, so that the commit checks the whole
+// Size implements seam.Sizer, so that the commit checks the whole
 // transaction (queue entries and table records) against one atomic write.
 func (p *participant) Size() (int, int64) {
 	n := len(p.entries)
@@ -297,7 +299,7 @@ func (p *participant) Size() (int, int64) {
 
 // Stage numbers the entries and adds their records to c.
 // REQUIRES: the DB's commit sequencer (see stm's durable seam).
-func (p *participant) Stage(c *stm.Commit) {
+func (p *participant) Stage(c *seam.Commit) {
 	q := p.q
 	p.first = q.next
 	for i := range p.entries {
@@ -309,16 +311,16 @@ func (p *participant) Stage(c *stm.Commit) {
 			op = q.id + "-" + strconv.FormatUint(seq, 10)
 		}
 		b := encodeStaged(op, c.Time.UnixNano(), e.body, e.fields)
-		c.Add(stm.Record{Key: seqKey(q.k.entry, seq), Value: b})
+		c.Add(seam.Record{Key: seqKey(q.k.entry, seq), Value: b})
 		if e.deadLetter != 0 {
-			c.Add(stm.Record{Key: seqKey(q.k.dead, e.deadLetter), Delete: true})
+			c.Add(seam.Record{Key: seqKey(q.k.dead, e.deadLetter), Delete: true})
 		}
 	}
 }
 
 // Unstage gives back the sequence numbers of a commit that failed.
 // REQUIRES: the DB's commit sequencer.
-func (p *participant) Unstage(*stm.Commit) { p.q.next = p.first }
+func (p *participant) Unstage(*seam.Commit) { p.q.next = p.first }
 
 // Notify returns a channel that is closed when new entries become visible
 // to readers. Take a new channel after each wake-up.

@@ -3,14 +3,16 @@ package effectqueue
 import (
 	"bytes"
 	"fmt"
-	"github.com/dgraph-io/badger/v4"
 	"sync"
 	"time"
 
-	"github.com/zest-stm/zest/stm"
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/zest-stm/zest/internal/seam"
+	"github.com/zest-stm/zest/internal/stmx"
 )
 
-// writer is the queue's stm.Log: it writes committed transactions' records
+// writer is the queue's seam.Log: it writes committed transactions' records
 // to Badger in commit order, grouping every commit that arrives while a
 // write is under way into the next write (group commit: one Badger write and
 // one fsync for many transactions).
@@ -38,19 +40,14 @@ type writer struct {
 	}
 }
 
-// pending is one commit waiting to be written. It is the stm.Waiter that
+// pending is one commit waiting to be written. It is the seam.Waiter that
 // Run waits on.
 type pending struct {
-	c    *stm.Commit
+	c    *seam.Commit
 	done chan error
 }
 
 func (p *pending) Wait() error { return <-p.done }
-
-// written is the Waiter of an Async commit: Run does not wait.
-type written struct{}
-
-func (written) Wait() error { return nil }
 
 func newWriter(q *Queue) *writer {
 	return &writer{q: q, wake: make(chan struct{}, 1), done: make(chan struct{})}
@@ -58,7 +55,7 @@ func newWriter(q *Queue) *writer {
 
 // Append queues c for the next write.
 // REQUIRES: the DB's commit sequencer (so the queue is in commit order).
-func (w *writer) Append(c *stm.Commit) (stm.Waiter, error) {
+func (w *writer) Append(c *seam.Commit) (seam.Waiter, error) {
 	p := &pending{c: c, done: make(chan error, 1)}
 	w.mu.Lock()
 	switch {
@@ -77,7 +74,8 @@ func (w *writer) Append(c *stm.Commit) (stm.Waiter, error) {
 	default:
 	}
 	if w.q.opts.Durability == Async {
-		return written{}, nil
+		// Run does not wait for the disk, and neither do readers.
+		return nil, nil
 	}
 	return p, nil
 }
@@ -191,6 +189,9 @@ func (w *writer) write(group []*pending) {
 		if entries > 0 {
 			q.committed(head, entries, first)
 		}
+		// Readers of these commits' values may now go on (before their own
+		// committers are released, as the seam requires).
+		stmx.Durable(q.db, batch[len(batch)-1].c.Version)
 		for _, p := range batch {
 			p.done <- nil
 		}
@@ -247,7 +248,7 @@ func (w *writer) fail(err error, batch, rest []*pending) {
 	rest = append(rest, w.mu.queue...)
 	w.mu.queue = nil
 	w.mu.Unlock()
-	w.q.db.Stop(err)
+	stmx.Stop(w.q.db, err)
 	w.q.opts.Logger.Error("effectqueue: write failed; the database stopped accepting commits", "err", err)
 	for _, p := range batch {
 		p.done <- err
@@ -268,9 +269,9 @@ func (q *Queue) committed(head uint64, n int64, first time.Time) {
 	q.advance(head)
 }
 
-var _ stm.Log = (*writer)(nil)
+var _ seam.Log = (*writer)(nil)
 
-// Scan implements stm.Store: persistent tables load their records with it.
+// Scan implements seam.Store: persistent tables load their records with it.
 func (w *writer) Scan(prefix []byte, fn func(key, value []byte) error) error {
 	return w.q.bdb.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 256})
@@ -285,11 +286,15 @@ func (w *writer) Scan(prefix []byte, fn func(key, value []byte) error) error {
 	})
 }
 
-// Limits implements stm.Limiter: one commit must fit in one Badger
+// Limits implements seam.Limiter: one commit must fit in one Badger
 // transaction, with room for the group's bookkeeping.
 func (w *writer) Limits() (records int, bytes int64) {
 	return int(w.q.bdb.MaxBatchCount()/2) - 2, w.q.bdb.MaxBatchSize() / 2
 }
 
-var _ stm.Store = (*writer)(nil)
-var _ stm.Limiter = (*writer)(nil)
+var _ seam.Store = (*writer)(nil)
+var _ seam.Limiter = (*writer)(nil)
+
+// KeyPrefix implements seam.Store: every key the DB writes lives under the
+// queue's prefix (Options.Prefix), so that several DBs can share a Badger.
+func (w *writer) KeyPrefix() []byte { return w.q.k.root }

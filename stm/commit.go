@@ -30,68 +30,96 @@ import (
 // still have to be withdrawn. We publish first and stop the DB on a failed
 // write instead.
 
-// commitResult is what commit tells the run loop.
-type commitResult struct {
-	conflict *conflict // rerun
-	err      error     // roll back with this error
-	waiter   Waiter    // wait for durability after publishing
-}
-
-func (t *txn) commit() commitResult {
+// commit commits the attempt, or says why not in out.
+//
+// A panic in the commit path (a participant's Pending, Size or Stage, the
+// log's Append) releases the sequencer and the locks, unstages what was
+// staged, and goes on to the caller as a commitPanic: the DB stays usable.
+func (t *txn) commit(out *attemptResult) {
 	durable := t.pendingDurable()
 	if len(t.writes) == 0 && !durable {
-		return commitResult{}
+		return
 	}
 	db := t.db
 	if err := db.Err(); err != nil {
-		return commitResult{err: err}
+		out.err = err
+		return
 	}
 	if !t.serial {
 		for g := db.gate.Load(); g != nil; g = db.gate.Load() {
 			select {
 			case <-g.done:
 			case <-t.ctx.Done():
-				return commitResult{err: t.ctx.Err()}
+				out.err = t.ctx.Err()
+				return
 			}
 		}
 	}
+	var seqHeld, locked bool
+	defer func() {
+		if r := recover(); r != nil {
+			if t.stagingCommit != nil {
+				c := t.stagingCommit
+				t.stagingCommit = nil
+				t.unstage(c)
+			}
+			if locked {
+				t.unlockWrites(len(t.writes))
+			}
+			if seqHeld {
+				db.seqMu.Unlock()
+			}
+			panic(commitPanic{r})
+		}
+	}()
 	// A durable commit takes the sequencer before its locks, so that the
 	// locks are not held while it queues for the sequencer. No lock holder
 	// waits for the sequencer, so this order cannot deadlock.
 	if durable {
 		if err := t.checkSize(); err != nil {
-			return commitResult{err: err}
+			out.err = err
+			return
 		}
 		db.seqMu.Lock()
+		seqHeld = true
 	}
 	if c := t.lockWrites(); c != nil {
 		if durable {
+			seqHeld = false
 			db.seqMu.Unlock()
 		}
-		return commitResult{conflict: &conflict{CauseLocked, c.group}}
+		out.conflict = &conflict{CauseLocked, c.group}
+		return
 	}
+	locked = true
 	wv := db.clock.Add(1)
 	if wv != t.rv+1 {
 		if c := t.firstInvalid(true); c != nil {
 			if durable {
+				seqHeld = false
 				db.seqMu.Unlock()
 			}
+			locked = false
 			t.unlockWrites(len(t.writes))
-			return commitResult{conflict: &conflict{CauseValidate, c.group}}
+			out.conflict = &conflict{CauseValidate, c.group}
+			return
 		}
 	}
-	var w Waiter
 	if durable {
-		var err error
-		w, err = t.stageLocked(wv)
+		w, err := t.stageLocked(wv)
+		seqHeld = false
 		db.seqMu.Unlock()
 		if err != nil {
+			locked = false
 			t.unlockWrites(len(t.writes))
-			return commitResult{err: err}
+			out.err = err
+			return
 		}
+		out.waiter = w
 	}
+	locked = false
 	t.publish(wv)
-	return commitResult{waiter: w}
+	t.wrote = true
 }
 
 // lockWrites locks every written cell in id order. On failure it releases
@@ -124,6 +152,12 @@ func (t *txn) lockWrites() *cell {
 		spins := 0
 		for {
 			m := c.meta.Load()
+			if m&retiredBit != 0 {
+				// Removed from its table: the transaction must find the
+				// key's new record.
+				t.unlockWrites(i)
+				return c
+			}
 			if m&lockedBit == 0 {
 				if c.meta.CompareAndSwap(m, m|lockedBit) {
 					ws[i].old = m
@@ -132,8 +166,9 @@ func (t *txn) lockWrites() *cell {
 				continue
 			}
 			// Lock order rules out a cycle, so a serial transaction may wait
-			// for as long as it takes; others give up after a while.
-			if spins++; spins > maxSpin && !t.serial {
+			// for as long as it takes, or until its context ends; others
+			// give up after a while.
+			if spins++; spins > maxSpin && (!t.serial || spins&63 == 0 && t.ctx.Err() != nil) {
 				t.unlockWrites(i)
 				return c
 			}
@@ -171,8 +206,8 @@ func (t *txn) publish(wv uint64) {
 	}
 }
 
-// wrapNotDurable stops the DB and explains the failed write.
-func (db *DB) notDurable(err error) error {
-	db.Stop(err)
-	return fmt.Errorf("%w: %w", ErrNotDurable, err)
+// outcomeUnknown stops the DB and explains the failed or unconfirmed write.
+func (db *DB) outcomeUnknown(err error) error {
+	db.stop(err)
+	return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 }

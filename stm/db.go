@@ -2,8 +2,12 @@ package stm
 
 import (
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
+	"unsafe"
+
+	"github.com/zest-stm/zest/internal/seam"
 )
 
 // DB is an in-memory transactional database: a set of Vars (usually held by
@@ -31,6 +35,9 @@ type DB struct {
 	closed  atomic.Bool
 	stopped atomic.Pointer[stopCause]
 
+	dur    durableState // the durable watermark, see durable.go
+	bodies bodies       // goroutines inside a body, see bodies.go
+
 	mu struct {
 		sync.Mutex
 		groups map[string]*Group // registered groups, by name
@@ -43,7 +50,7 @@ type DB struct {
 
 type gate struct{ done chan struct{} }
 
-type logSlot struct{ l Log }
+type logSlot struct{ l seam.Log }
 
 type stopCause struct{ err error }
 
@@ -66,6 +73,7 @@ func Open(opts *Options) (*DB, error) {
 	}
 	db := &DB{opts: o, serialSem: make(chan struct{}, 1)}
 	db.mu.groups = make(map[string]*Group)
+	db.dur.init()
 	db.pool.New = func() any { return &txn{db: db} }
 	return db, nil
 }
@@ -89,10 +97,10 @@ func (db *DB) Register(name string) (*Group, error) {
 	return g, nil
 }
 
-// Extension returns the value stored under key for this DB, storing
+// extension returns the value stored under key for this DB, storing
 // create() first if there is none. Packages built on stm keep their per-DB
 // state here, so that nothing is global.
-func (db *DB) Extension(key any, create func() any) any {
+func (db *DB) extension(key any, create func() any) any {
 	if v, ok := db.ext.Load(key); ok {
 		return v
 	}
@@ -107,13 +115,30 @@ func (db *DB) Close() error {
 	return nil
 }
 
-// Stop makes the DB refuse every further commit with an error wrapping
+// stop makes the DB refuse every further commit with an error wrapping
 // ErrStopped and cause. A Log calls it when a write failed, so that memory
 // never runs ahead of disk unnoticed. The first cause is kept.
-func (db *DB) Stop(cause error) {
+func (db *DB) stop(cause error) {
 	if db.stopped.CompareAndSwap(nil, &stopCause{cause}) {
 		db.opts.Logger.Error("stm: database stopped accepting commits", "cause", cause)
+		db.dur.wake()
 	}
+}
+
+// The hooks of package internal/seam: the plumbing that packages built on
+// stm use, and that applications do not see.
+func init() {
+	seam.TxLocal = func(tx *Tx, key any, create func() seam.Local) seam.Local { return tx.local(key, create) }
+	seam.Extension = (*DB).extension
+	seam.AttachLog = (*DB).attachLog
+	seam.DetachLog = (*DB).detachLog
+	seam.LogOf = (*DB).logOf
+	seam.Stop = (*DB).stop
+	seam.Durable = func(db *DB, v uint64) { db.dur.durable(v) }
+	seam.InitVar = func(x any, g *Group, p unsafe.Pointer) { x.(varCell).initFrom(g, p) }
+	seam.Observe = func(tx *Tx, x any) { tx.live().observe(x.(varCell).cellOf()) }
+	seam.HasPointers = func(t reflect.Type) bool { return hasRefs(t, false) }
+	seam.Retire = func(x any) bool { return x.(varCell).cellOf().retire() }
 }
 
 // Err returns nil while the DB accepts commits, ErrClosed after Close, or

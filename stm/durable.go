@@ -1,117 +1,112 @@
 package stm
 
 import (
-	"errors"
+	"context"
 	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/zest-stm/zest/internal/seam"
 )
 
-// The durable seam.
+// The durable seam: how the effect queue and durable tables join a commit.
+// The contract is in package internal/seam; this file is stm's side of it.
 //
-// A package that must write records durably and atomically with a commit
-// (the effect queue; persistent tables) takes part in the commit as a
-// Participant: a Local of the transaction that also stages records. The DB
-// hands the staged records of each committing transaction to its Log, which
-// writes them (grouping concurrent commits into one write).
-//
-// Invariants:
-//
-//   - Stage and Log.Append are called under the commit sequencer, once per
-//     committing attempt, after the transaction was validated and while its
-//     write locks are held. The sequencer is taken before the locks. Successive calls have increasing Commit.Version,
-//     and Version order is a valid serialization order of the transactions.
-//     So a participant may number its records with a plain counter: the
-//     numbers follow the serialization order, with no gaps.
-//   - If Append fails, every participant's Unstage is called (still under
-//     the sequencer) and the transaction rolls back with nothing published.
-//   - Values are published in memory after Append and before the records
-//     are durable; Run returns after Waiter.Wait. If Wait fails the DB is
-//     stopped (see ErrNotDurable), so memory never silently runs ahead of disk.
-//   - Attempts that rerun or roll back never reach Stage.
+// The durable watermark. A durable commit publishes its values before its
+// records reach disk (holding locks across an fsync would make every commit
+// on a hot record wait for the disk). So a transaction may read a value whose
+// commit can still be lost. It must not act on it: before Run returns, and
+// before its hooks run, a transaction waits until every version it read is
+// durable. The DB tracks the versions of durable commits appended to the log
+// and not yet reported durable, oldest first; oldestPending is the first of
+// them (math.MaxUint64 if none). A transaction whose highest read version is
+// below oldestPending read only durable (or in-memory) values and pays one
+// atomic load.
 
-// Participant is a Local that writes durable records with the commit.
-type Participant interface {
-	Local
-	// Pending reports whether the transaction has records to stage.
-	Pending() bool
-	// Stage appends the transaction's records to c. It must not fail:
-	// bad input is refused when the body adds it.
-	Stage(c *Commit)
-	// Unstage undoes Stage because the commit failed.
-	Unstage(c *Commit)
+// durableState is the DB's record of durable commits not yet on disk.
+type durableState struct {
+	// oldestPending is the version of the oldest durable commit appended
+	// and not yet durable, or math.MaxUint64.
+	oldestPending atomic.Uint64
+
+	mu struct {
+		sync.Mutex
+		pending []uint64      // appended, not yet durable, in version order
+		changed chan struct{} // closed when oldestPending moves or the DB stops
+	}
 }
 
-// Commit is one transaction's durable part, as handed to the Log.
-type Commit struct {
-	// Version is the transaction's write version: its place in the
-	// serialization order.
-	Version uint64
-	// Time is the commit time.
-	Time time.Time
-	// Records are the staged writes.
-	Records []Record
-	// Size is the sum of the records' key and value lengths.
-	Size int
+func (d *durableState) init() {
+	d.oldestPending.Store(math.MaxUint64)
+	d.mu.changed = make(chan struct{})
 }
 
-// Record is one durable write of a Commit.
-type Record struct {
-	Key, Value []byte
-	Delete     bool
+// appended records a durable commit of version v.
+// REQUIRES: db.seqMu held (versions arrive in increasing order).
+func (d *durableState) appended(v uint64) {
+	d.mu.Lock()
+	d.mu.pending = append(d.mu.pending, v)
+	if len(d.mu.pending) == 1 {
+		d.oldestPending.Store(v)
+	}
+	d.mu.Unlock()
 }
 
-// Add appends a record, keeping Size current.
-func (c *Commit) Add(r Record) {
-	c.Records = append(c.Records, r)
-	c.Size += len(r.Key) + len(r.Value)
+// durable records that every commit up to version v is durable.
+func (d *durableState) durable(v uint64) {
+	d.mu.Lock()
+	n := 0
+	for n < len(d.mu.pending) && d.mu.pending[n] <= v {
+		n++
+	}
+	if n > 0 {
+		d.mu.pending = append(d.mu.pending[:0], d.mu.pending[n:]...)
+		if len(d.mu.pending) > 0 {
+			d.oldestPending.Store(d.mu.pending[0])
+		} else {
+			d.oldestPending.Store(math.MaxUint64)
+		}
+		close(d.mu.changed)
+		d.mu.changed = make(chan struct{})
+	}
+	d.mu.Unlock()
 }
 
-// Log makes commits durable.
-type Log interface {
-	// Append takes one commit's records, in commit order (see the
-	// invariants above). It must not wait for I/O: it queues the records and
-	// returns a Waiter that reports when they are durable. An error means
-	// nothing of c was or will be written.
-	Append(c *Commit) (Waiter, error)
+// wake wakes every waiter, so that they see that the DB stopped.
+func (d *durableState) wake() {
+	d.mu.Lock()
+	close(d.mu.changed)
+	d.mu.changed = make(chan struct{})
+	d.mu.Unlock()
 }
 
-// Waiter reports the outcome of a durable write.
-type Waiter interface {
-	// Wait blocks until the records are durable (in the log's sync mode) or
-	// accepted for writing (in an asynchronous mode), and returns the error
-	// that prevented it, if any.
-	Wait() error
+// waitDurable waits until every commit up to version v is durable.
+// It fails if ctx ends or the DB stops first: then what the transaction read
+// may be lost, and it must not act on it.
+func (db *DB) waitDurable(ctx context.Context, v uint64) error {
+	d := &db.dur
+	for {
+		d.mu.Lock()
+		ch := d.mu.changed
+		d.mu.Unlock()
+		if d.oldestPending.Load() > v {
+			return nil
+		}
+		if s := db.stopped.Load(); s != nil {
+			return fmt.Errorf("%w: the transaction read a value whose commit was not made durable: %w", ErrStopped, s.err)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("stm: waiting for the values read to become durable: %w", ctx.Err())
+		}
+	}
 }
 
-// Store is a Log that can read back what it wrote, for participants that
-// load their state when they open (persistent tables).
-type Store interface {
-	Log
-	// Scan calls fn with each stored record whose key starts with prefix,
-	// in key order, until fn returns an error. The slices are valid only
-	// during the call.
-	Scan(prefix []byte, fn func(key, value []byte) error) error
-}
-
-// Limiter is implemented by a Log that can write only so much atomically.
-type Limiter interface {
-	// Limits returns the largest commit, in records and bytes, that the
-	// log writes atomically.
-	Limits() (records int, bytes int64)
-}
-
-// Sizer is implemented by a Participant that can tell, before the commit,
-// how much it will stage.
-type Sizer interface {
-	Size() (records int, bytes int64)
-}
-
-// ErrCommitTooLarge is returned by Run when a transaction's durable records
-// would not fit in one atomic write of the log. Nothing is written.
-var ErrCommitTooLarge = errors.New("stm: transaction's durable records exceed one atomic write")
-
-// Log returns the DB's log, or nil.
-func (db *DB) Log() Log {
+// logOf returns the DB's log, or nil.
+func (db *DB) logOf() seam.Log {
 	if s := db.log.Load(); s != nil {
 		return s.l
 	}
@@ -120,7 +115,7 @@ func (db *DB) Log() Log {
 
 // checkSize refuses a commit that its log could not write atomically.
 func (t *txn) checkSize() error {
-	lim, ok := t.db.Log().(Limiter)
+	lim, ok := t.db.logOf().(seam.Limiter)
 	if !ok {
 		return nil
 	}
@@ -128,7 +123,7 @@ func (t *txn) checkSize() error {
 	var records int
 	var size int64
 	for i := range t.locals {
-		if s, ok := t.locals[i].l.(Sizer); ok {
+		if s, ok := t.locals[i].l.(seam.Sizer); ok {
 			r, b := s.Size()
 			records, size = records+r, size+b
 		}
@@ -140,21 +135,16 @@ func (t *txn) checkSize() error {
 	return nil
 }
 
-// ErrNoLog is returned by Run when a transaction has durable records and no
-// Log is attached.
-var ErrNoLog = errors.New("stm: transaction has durable records and no log is attached")
-
-// AttachLog makes l the DB's log. A DB has at most one.
-func (db *DB) AttachLog(l Log) error {
+// attachLog makes l the DB's log. A DB has at most one.
+func (db *DB) attachLog(l seam.Log) error {
 	if !db.log.CompareAndSwap(nil, &logSlot{l}) {
 		return ErrLogAttached
 	}
 	return nil
 }
 
-// DetachLog removes l if it is the DB's log. Commits with durable records
-// fail with ErrNoLog afterwards.
-func (db *DB) DetachLog(l Log) {
+// detachLog removes l if it is the DB's log.
+func (db *DB) detachLog(l seam.Log) {
 	if s := db.log.Load(); s != nil && s.l == l {
 		db.log.CompareAndSwap(s, nil)
 	}
@@ -163,34 +153,46 @@ func (db *DB) DetachLog(l Log) {
 // pendingDurable reports whether any Local of t has records to stage.
 func (t *txn) pendingDurable() bool {
 	for i := range t.locals {
-		if p, ok := t.locals[i].l.(Participant); ok && p.Pending() {
+		if p, ok := t.locals[i].l.(seam.Participant); ok && p.Pending() {
 			return true
 		}
 	}
 	return false
 }
 
-// stage builds the commit record and appends it to the log.
+// stageLocked builds the commit record and appends it to the log.
 // REQUIRES: db.seqMu held, write locks held, reads validated.
-func (t *txn) stageLocked(wv uint64) (Waiter, error) {
+func (t *txn) stageLocked(wv uint64) (seam.Waiter, error) {
 	s := t.db.log.Load()
 	if s == nil {
 		return nil, ErrNoLog
 	}
-	c := &Commit{Version: wv, Time: time.Now()}
-	var staged []Participant
+	c := &seam.Commit{Version: wv, Time: time.Now()}
+	t.staged = t.staged[:0]
+	t.stagingCommit = c
 	for i := range t.locals {
-		if p, ok := t.locals[i].l.(Participant); ok && p.Pending() {
+		if p, ok := t.locals[i].l.(seam.Participant); ok && p.Pending() {
+			t.staged = append(t.staged, p)
 			p.Stage(c)
-			staged = append(staged, p)
 		}
 	}
 	w, err := s.l.Append(c)
+	t.stagingCommit = nil
 	if err != nil {
-		for i := len(staged) - 1; i >= 0; i-- {
-			staged[i].Unstage(c)
-		}
+		t.unstage(c)
 		return nil, fmt.Errorf("stm: commit: %w", err)
 	}
+	t.staged = t.staged[:0]
+	if w != nil {
+		t.db.dur.appended(wv)
+	}
 	return w, nil
+}
+
+// unstage undoes the Stage calls of a commit that failed, newest first.
+func (t *txn) unstage(c *seam.Commit) {
+	for i := len(t.staged) - 1; i >= 0; i-- {
+		t.staged[i].Unstage(c)
+	}
+	t.staged = t.staged[:0]
 }

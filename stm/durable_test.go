@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/zest-stm/zest/internal/seam"
 )
 
 // numbered is a small Participant: it numbers each staged record with a
@@ -24,20 +26,20 @@ func (n *numbered) Mark() int           { return len(n.pending) }
 func (n *numbered) RollbackTo(mark int) { n.pending = n.pending[:mark] }
 func (n *numbered) End(bool)            {}
 func (n *numbered) Pending() bool       { return len(n.pending) > 0 }
-func (n *numbered) Stage(c *Commit) {
+func (n *numbered) Stage(c *seam.Commit) {
 	n.first = n.q.next
 	for _, p := range n.pending {
 		key := binary.BigEndian.AppendUint64(nil, n.q.next)
 		n.q.next++
-		c.Add(Record{Key: key, Value: p})
+		c.Add(seam.Record{Key: key, Value: p})
 	}
 }
-func (n *numbered) Unstage(*Commit) { n.q.next = n.first }
+func (n *numbered) Unstage(*seam.Commit) { n.q.next = n.first }
 
 type numberedKey struct{}
 
 func add(tx *Tx, q *numberLog, payload []byte) {
-	n := tx.Local(numberedKey{}, func() Local { return &numbered{q: q} }).(*numbered)
+	n := tx.local(numberedKey{}, func() seam.Local { return &numbered{q: q} }).(*numbered)
 	n.pending = append(n.pending, payload)
 }
 
@@ -48,25 +50,26 @@ type numberLog struct {
 	mu struct {
 		sync.Mutex
 		queue    []*pendingCommit
-		written  []*Commit
+		written  []*seam.Commit
 		failNext error // fail the next group write
 	}
 	failAppend error
 	wake       chan struct{}
+	db         *DB // told what is durable
 }
 
 type pendingCommit struct {
-	c    *Commit
+	c    *seam.Commit
 	done chan error
 }
 
 func (p *pendingCommit) Wait() error { return <-p.done }
 
-func newNumberLog() *numberLog {
-	return &numberLog{wake: make(chan struct{}, 1)}
+func newNumberLog(db *DB) *numberLog {
+	return &numberLog{wake: make(chan struct{}, 1), db: db}
 }
 
-func (l *numberLog) Append(c *Commit) (Waiter, error) {
+func (l *numberLog) Append(c *seam.Commit) (seam.Waiter, error) {
 	if l.failAppend != nil {
 		return nil, l.failAppend
 	}
@@ -99,6 +102,9 @@ func (l *numberLog) run(ctx context.Context) {
 			}
 		}
 		l.mu.Unlock()
+		if err == nil && len(group) > 0 {
+			l.db.dur.durable(group[len(group)-1].c.Version)
+		}
 		for _, p := range group {
 			p.done <- err
 		}
@@ -111,8 +117,8 @@ func (l *numberLog) run(ctx context.Context) {
 // committed transactions.
 func TestDurableSeamOrder(t *testing.T) {
 	db, _ := Open(nil)
-	l := newNumberLog()
-	require.NoError(t, db.AttachLog(l))
+	l := newNumberLog(db)
+	require.NoError(t, db.attachLog(l))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go l.run(ctx)
@@ -163,15 +169,15 @@ func TestDurableSeamOrder(t *testing.T) {
 // is published and the numbering is undone.
 func TestDurableSeamAppendFails(t *testing.T) {
 	db, _ := Open(nil)
-	l := newNumberLog()
-	require.NoError(t, db.AttachLog(l))
+	l := newNumberLog(db)
+	require.NoError(t, db.attachLog(l))
 	l.failAppend = errors.New("log closed")
 	v := NewVar(nil, 1)
 	rolledBack := false
 	err := db.Run(context.Background(), func(tx *Tx) error {
 		v.Store(tx, 2)
 		add(tx, l, []byte("x"))
-		tx.Local("probe", func() Local { return endProbe{&rolledBack} })
+		tx.local("probe", func() seam.Local { return endProbe{&rolledBack} })
 		return nil
 	})
 	assert.ErrorContains(t, err, "log closed")
@@ -191,8 +197,8 @@ func (p endProbe) End(committed bool) { *p.rolledBack = !committed }
 // TestDurableSeamWriteFails: a failed write stops the DB with the cause.
 func TestDurableSeamWriteFails(t *testing.T) {
 	db, _ := Open(nil)
-	l := newNumberLog()
-	require.NoError(t, db.AttachLog(l))
+	l := newNumberLog(db)
+	require.NoError(t, db.attachLog(l))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go l.run(ctx)
@@ -200,7 +206,7 @@ func TestDurableSeamWriteFails(t *testing.T) {
 	l.mu.failNext = errors.New("disk on fire")
 	l.mu.Unlock()
 	err := db.Run(context.Background(), func(tx *Tx) error { add(tx, l, []byte("x")); return nil })
-	assert.ErrorIs(t, err, ErrNotDurable)
+	assert.ErrorIs(t, err, ErrOutcomeUnknown)
 	assert.ErrorContains(t, err, "disk on fire")
 	assert.ErrorIs(t, db.Err(), ErrStopped)
 	v := NewVar(nil, 0)
@@ -211,6 +217,6 @@ func TestDurableSeamWriteFails(t *testing.T) {
 
 func TestNoLog(t *testing.T) {
 	db, _ := Open(nil)
-	err := db.Run(context.Background(), func(tx *Tx) error { add(tx, newNumberLog(), []byte("x")); return nil })
+	err := db.Run(context.Background(), func(tx *Tx) error { add(tx, newNumberLog(db), []byte("x")); return nil })
 	assert.ErrorIs(t, err, ErrNoLog)
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+
+	"github.com/zest-stm/zest/internal/seam"
 )
 
 // Run runs fn as a transaction until it commits, and returns nil.
@@ -18,11 +20,17 @@ import (
 // Run stops without committing when:
 //   - fn returns an error: the transaction rolls back and Run returns it;
 //   - fn panics: the transaction rolls back and the panic is re-raised;
-//   - ctx ends: Run returns ctx.Err();
-//   - the redo limit is reached: Run returns an error wrapping ErrTooManyAttempts.
+//   - ctx ends: Run returns ctx.Err() (also while it waits in serial mode);
+//   - the redo limit is reached: Run returns an error wrapping ErrTooManyAttempts;
+//   - it is called from inside a body of the same DB: Run returns
+//     ErrNestedRun at once (use Tx.Savepoint for a nested transaction).
 //
 // An error or panic from an attempt that read data changed since is not
 // reported: the attempt reruns, because its decision was made on stale data.
+//
+// Before Run returns, and before the transaction's hooks run, every value
+// the transaction read is durable: if it read a value of a durable commit
+// whose records are not yet on disk, it waits for them.
 func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -30,19 +38,34 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := db.Err(); err != nil {
 		return err
 	}
+	g := getg()
+	slot, nested := db.bodies.enter(g)
+	if nested {
+		return ErrNestedRun
+	}
+	inBody := true
 	t := db.pool.Get().(*txn)
 	t.ctx = ctx
 	tx := t.newHandle()
 	defer func() {
 		tx.t = nil
-		if t.serial {
-			db.exitSerial()
-			t.serial = false
+		if inBody {
+			db.bodies.exit(g, slot)
 		}
+		t.leaveSerial()
 		t.reset()
 		t.ctx = nil
 		db.pool.Put(t)
 	}()
+	// leave ends the part of Run that must not be nested, and opens the
+	// serial gate: hooks and waits come after it.
+	leave := func() {
+		t.leaveSerial()
+		if inBody {
+			inBody = false
+			db.bodies.exit(g, slot)
+		}
+	}
 	var last Cause
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 {
@@ -64,33 +87,50 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 			} else if !t.serial {
 				backoff(attempt)
 			}
-		}
-		if attempt > 1 {
 			t.reset()
 		}
 		t.attempt = attempt
 		t.rv = db.clock.Load()
-		out := t.run(tx, fn)
+		var out attemptResult
+		t.run(tx, fn, &out)
 		switch {
 		case out.conflict != nil:
 			last = out.conflict.cause
 			db.stats.rerun(out.conflict)
 			continue
 		case out.panicked:
+			leave()
 			db.stats.panics.Add(1)
+			// A decision made on a value that can still be lost is not
+			// reported before that value is durable; a panic goes on
+			// whatever the wait says.
+			_ = t.awaitReads()
 			t.end(tx, false)
 			panic(out.panicValue)
 		case out.err != nil:
+			leave()
 			db.stats.rollbacks.Add(1)
+			if err := t.awaitReads(); err != nil {
+				tx.t = nil
+				return err
+			}
 			t.end(tx, false)
 			return out.err
 		}
+		leave()
 		if out.waiter != nil {
 			if err := out.waiter.Wait(); err != nil {
-				// Applied in memory, not on disk: hooks do not run.
+				// Applied in memory, not known to be on disk: hooks do not run.
 				tx.t = nil
-				return db.notDurable(err)
+				return db.outcomeUnknown(err)
 			}
+		}
+		if err := t.awaitReads(); err != nil {
+			tx.t = nil
+			if t.wrote {
+				return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+			}
+			return err
 		}
 		db.stats.commit(attempt)
 		t.end(tx, true)
@@ -120,45 +160,61 @@ type attemptResult struct {
 	err        error
 	panicked   bool
 	panicValue any
-	waiter     Waiter
+	waiter     seam.Waiter
 }
 
+// commitPanic carries a panic raised in the commit path (a participant's
+// Stage, a log's Append) past the attempt's validation: it is the caller's
+// to see, not a symptom of a stale read.
+type commitPanic struct{ v any }
+
 // run runs one attempt of fn and, if it returns nil, commits it.
-func (t *txn) run(tx *Tx, fn func(*Tx) error) (out attemptResult) {
+func (t *txn) run(tx *Tx, fn func(*Tx) error, out *attemptResult) {
 	defer func() {
 		r := recover()
 		if r == nil {
 			return
 		}
 		if c, ok := r.(*conflict); ok {
-			out = attemptResult{conflict: c}
+			*out = attemptResult{conflict: c}
+			return
+		}
+		if cp, ok := r.(commitPanic); ok {
+			*out = attemptResult{panicked: true, panicValue: cp.v}
 			return
 		}
 		if c := t.firstInvalid(false); c != nil {
-			out = attemptResult{conflict: &conflict{CausePanicStale, c.group}}
+			*out = attemptResult{conflict: &conflict{CausePanicStale, c.group}}
 			return
 		}
-		out = attemptResult{panicked: true, panicValue: r}
+		*out = attemptResult{panicked: true, panicValue: r}
 	}()
 	err := fn(tx)
 	if t.doomed != nil {
-		return attemptResult{conflict: t.doomed}
+		out.conflict = t.doomed
+		return
 	}
 	if err != nil {
 		if c := t.firstInvalid(false); c != nil {
-			return attemptResult{conflict: &conflict{CauseErrorStale, c.group}}
+			out.conflict = &conflict{CauseErrorStale, c.group}
+			return
 		}
-		return attemptResult{err: err}
+		out.err = err
+		return
 	}
-	res := t.commit()
-	if res.conflict != nil {
-		return attemptResult{conflict: res.conflict}
+	t.commit(out)
+}
+
+// awaitReads waits until every version the attempt read is durable.
+func (t *txn) awaitReads() error {
+	if t.maxRead < t.db.dur.oldestPending.Load() {
+		return nil
 	}
-	return attemptResult{err: res.err, waiter: res.waiter}
+	return t.db.waitDurable(t.ctx, t.maxRead)
 }
 
 // end closes the body's Tx handle and ends the attempt's Locals, after the
-// locks are released.
+// locks and the serial gate are released.
 func (t *txn) end(tx *Tx, committed bool) {
 	tx.t = nil
 	for i := range t.locals {
@@ -186,7 +242,13 @@ func (db *DB) enterSerial(ctx context.Context) error {
 	return nil
 }
 
-func (db *DB) exitSerial() {
+// leaveSerial opens the gate if t closed it.
+func (t *txn) leaveSerial() {
+	if !t.serial {
+		return
+	}
+	t.serial = false
+	db := t.db
 	g := db.gate.Swap(nil)
 	close(g.done)
 	<-db.serialSem

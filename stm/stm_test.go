@@ -90,13 +90,19 @@ func TestPanicRollsBackAndIsReraised(t *testing.T) {
 	assert.Equal(t, uint64(1), db.Stats().Panics)
 }
 
-// commitElsewhere changes v in a separate transaction, from inside another
-// transaction's body, to make that body's reads stale at a chosen moment.
+// commitElsewhere changes v in a separate transaction, on another goroutine
+// (a Run nested in a body fails with ErrNestedRun), while a body waits, to
+// make that body's reads stale at a chosen moment. The body must not run in
+// serial mode, which would hold the other commit back.
 func commitElsewhere(t *testing.T, db *stm.DB, v *stm.Var[int], x int) {
-	require.NoError(t, db.Run(context.Background(), func(tx *stm.Tx) error {
-		v.Store(tx, x)
-		return nil
-	}))
+	done := make(chan error)
+	go func() {
+		done <- db.Run(context.Background(), func(tx *stm.Tx) error {
+			v.Store(tx, x)
+			return nil
+		})
+	}()
+	require.NoError(t, <-done)
 }
 
 // TestStaleErrorOrPanicReruns: a body that fails, by error or panic, after

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"runtime"
 	"unsafe"
+
+	"github.com/zest-stm/zest/internal/seam"
 )
 
 // Tx is one transaction as its body sees it.
@@ -68,7 +70,7 @@ type savepoint struct {
 
 type localEntry struct {
 	key any
-	l   Local
+	l   seam.Local
 }
 
 // txn is the reusable state behind a Tx. It is pooled; the Tx handle is not,
@@ -79,6 +81,11 @@ type txn struct {
 	rv      uint64
 	attempt int
 	serial  bool
+	// maxRead is the highest version the attempt read: Run waits until it
+	// is durable (see the durable watermark in durable.go).
+	maxRead uint64
+	// wrote is set once the transaction published writes.
+	wrote bool
 	// doomed is set when the attempt was aborted, in case the body
 	// recovered the conflict panic instead of letting it through.
 	doomed *conflict
@@ -91,6 +98,11 @@ type txn struct {
 
 	locals     []localEntry
 	localMarks []int
+
+	// staged are the participants staged by the commit under way, and
+	// stagingCommit its record, for undoing a commit that failed or panicked.
+	staged        []seam.Participant
+	stagingCommit *seam.Commit
 
 	// handles is a slab of fresh Tx handles. Each handle serves one Run and
 	// is never reused, so a stale handle always panics; carving them from a
@@ -121,6 +133,8 @@ const maxSpin = 32
 
 func (t *txn) reset() {
 	t.doomed = nil
+	t.maxRead = 0
+	t.wrote = false
 	// The read log points only at cells, which live as long as their
 	// table: it need not be zeroed for the garbage collector.
 	t.reads = t.reads[:0]
@@ -145,6 +159,9 @@ func (t *txn) reset() {
 	clear(t.locals)
 	t.locals = t.locals[:0]
 	t.localMarks = t.localMarks[:0]
+	clear(t.staged)
+	t.staged = t.staged[:0]
+	t.stagingCommit = nil
 }
 
 func (t *txn) findWrite(c *cell) int {
@@ -172,13 +189,20 @@ func (t *txn) read(c *cell) (uint64, unsafe.Pointer, bool) {
 			return e.word, unsafe.Pointer(e.ptr), !e.del
 		}
 	}
+	return t.readCommitted(c)
+}
+
+// readCommitted is read for a cell the transaction has not written (or
+// whose committed version must be recorded anyway, see observe).
+func (t *txn) readCommitted(c *cell) (uint64, unsafe.Pointer, bool) {
 	spins := 0
 	for {
 		m1 := c.meta.Load()
 		if m1&lockedBit != 0 {
 			// A serial transaction holds no locks while its body runs, so
-			// it can wait out a committing writer rather than rerun.
-			if spins++; spins > maxSpin && !t.serial {
+			// it can wait out a committing writer rather than rerun, for
+			// as long as its context lasts.
+			if spins++; spins > maxSpin && (!t.serial || spins&63 == 0 && t.ctx.Err() != nil) {
 				t.abort(CauseLocked, c)
 			}
 			runtime.Gosched()
@@ -189,7 +213,12 @@ func (t *txn) read(c *cell) (uint64, unsafe.Pointer, bool) {
 		if c.meta.Load() != m1 {
 			continue
 		}
-		if v := m1 >> verShift; v > t.rv {
+		if m1&retiredBit != 0 {
+			// Removed from its table since the key was looked up.
+			t.abort(CauseStale, c)
+		}
+		v := m1 >> verShift
+		if v > t.rv {
 			// Written after our snapshot: move the snapshot forward if
 			// nothing we read has changed since, else rerun.
 			if !t.extend() {
@@ -197,6 +226,7 @@ func (t *txn) read(c *cell) (uint64, unsafe.Pointer, bool) {
 			}
 			continue
 		}
+		t.maxRead = max(t.maxRead, v)
 		t.reads = append(t.reads, readEntry{c, m1})
 		return w, unsafe.Pointer(p), m1&presentBit != 0
 	}
@@ -222,6 +252,10 @@ func (t *txn) present(c *cell) bool {
 // recentReads is how far back present looks in the read log.
 const recentReads = 4
 
+// observe records a read of c's committed version, even if the transaction
+// wrote c: its commit then validates that no one else changed c.
+func (t *txn) observe(c *cell) { t.readCommitted(c) }
+
 // extend moves rv to the current clock if every read is still current.
 func (t *txn) extend() bool {
 	now := t.db.clock.Load()
@@ -239,7 +273,7 @@ func (t *txn) firstInvalid(owned bool) *cell {
 	for i := range t.reads {
 		r := &t.reads[i]
 		m := r.c.meta.Load()
-		if m>>verShift != r.meta>>verShift {
+		if m&^lockedBit != r.meta {
 			return r.c
 		}
 		if m&lockedBit != 0 && (!owned || t.findWrite(r.c) < 0) {
@@ -289,25 +323,9 @@ func (t *txn) abort(cause Cause, c *cell) {
 	panic(t.doomed)
 }
 
-// Local is per-transaction state kept by a package built on stm (commit
-// hooks, queued entries). Its methods are called by the goroutine running the
-// transaction.
-type Local interface {
-	// Mark returns a position to which RollbackTo can later return.
-	Mark() int
-	// RollbackTo undoes what was added after mark, because the savepoint
-	// that took the mark rolled back. A Local created inside that savepoint
-	// is rolled back to 0.
-	RollbackTo(mark int)
-	// End is called once when the transaction has finally committed
-	// (committed is true) or rolled back, after its locks were released.
-	// It is not called for attempts that rerun.
-	End(committed bool)
-}
-
-// Local returns the Local stored under key in the current attempt, creating
+// local returns the Local stored under key in the current attempt, creating
 // it with create on first use. Attempts that rerun start without Locals.
-func (tx *Tx) Local(key any, create func() Local) Local {
+func (tx *Tx) local(key any, create func() seam.Local) seam.Local {
 	t := tx.live()
 	for i := range t.locals {
 		if t.locals[i].key == key {

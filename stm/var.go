@@ -7,17 +7,23 @@ import (
 	"unsafe"
 )
 
-// The meta word of a cell: version<<2 | present<<1 | locked.
+// The meta word of a cell: version<<3 | retired<<2 | present<<1 | locked.
 //
 // A writer sets the locked bit with a CompareAndSwap (the version bits stay),
 // stores the value while locked, and releases by storing the new version with
 // the locked bit clear. A reader loads meta, the value, then meta again: if both
 // loads agree and the lock bit is clear, the value belongs to that version.
 // Every access is atomic, so the race detector sees no data race.
+//
+// A retired cell was removed from its table (package table reclaims the
+// records of absent keys). It never changes again: a read of it reruns the
+// attempt, a commit that wrote it reruns, and the validation of an attempt
+// that read it fails, so every transaction finds the key's new record.
 const (
 	lockedBit  = 1
 	presentBit = 2
-	verShift   = 2
+	retiredBit = 4
+	verShift   = 3
 )
 
 // cell is the untyped core of a transactional record.
@@ -46,7 +52,7 @@ type Var[T any] struct {
 // NewVar returns a Var in group g (nil for none) holding v.
 func NewVar[T any](g *Group, v T) *Var[T] {
 	x := new(Var[T])
-	x.InitWith(g, v)
+	x.initWith(g, v)
 	return x
 }
 
@@ -58,13 +64,34 @@ func (x *Var[T]) Init(g *Group) {
 	x.c.inline = inlineType[T]()
 }
 
-// InitWith prepares a zero Var as a cell of group g holding v, as if
-// written before any transaction. Call it once, before the Var is reachable
-// by any transaction (a persistent table loads its records with it).
-func (x *Var[T]) InitWith(g *Group, v T) {
+// initWith prepares a zero Var as a cell of group g holding v, as if
+// written before any transaction.
+func (x *Var[T]) initWith(g *Group, v T) {
 	x.Init(g)
 	x.c.meta.Store(presentBit)
 	x.set(v)
+}
+
+// initFrom is initWith for the value at p, for package internal/stmx.
+func (x *Var[T]) initFrom(g *Group, p unsafe.Pointer) { x.initWith(g, *(*T)(p)) }
+
+// cellOf gives the untyped cell, for the hooks of package internal/seam.
+func (x *Var[T]) cellOf() *cell { return &x.c }
+
+// varCell is implemented by every *Var[T].
+type varCell interface {
+	cellOf() *cell
+	initFrom(g *Group, p unsafe.Pointer)
+}
+
+// retire marks c retired if it is absent and unlocked, and reports whether
+// it did. Package table calls it before it drops a record from its index.
+func (c *cell) retire() bool {
+	m := c.meta.Load()
+	if m&(lockedBit|presentBit|retiredBit) != 0 {
+		return false
+	}
+	return c.meta.CompareAndSwap(m, m|retiredBit)
 }
 
 // set stores v directly; only for initialization.
@@ -139,13 +166,11 @@ func inlineType[T any]() bool {
 	return ok
 }
 
-// HasPointers reports whether values of t contain pointers, slices, maps,
+// hasRefs reports whether values of t contain pointers, slices, maps,
 // channels, functions or interfaces: anything through which two copies of a
-// value could share memory. Strings are immutable and do not count.
-func HasPointers(t reflect.Type) bool { return hasRefs(t, false) }
-
-// hasRefs is HasPointers, counting strings too when withStrings is set (a
-// string holds a pointer the garbage collector must see).
+// value could share memory. Strings are immutable and count only, when
+// withStrings is set (a string holds a pointer the garbage collector must
+// see).
 func hasRefs(t reflect.Type, withStrings bool) bool {
 	switch t.Kind() {
 	case reflect.String:

@@ -20,7 +20,7 @@ import (
 // TestStorageFaults runs durable bank transfers that each enqueue a
 // receipt, and makes the storage fail mid-run (the Badger the queue writes
 // to is closed under it), cycle after cycle. It checks:
-//   - the failing commits get a clear error (stm.ErrNotDurable), and then
+//   - the failing commits get a clear error (stm.ErrOutcomeUnknown), and then
 //     every commit is refused with stm.ErrStopped and the cause;
 //   - memory and disk do not silently diverge: after reopening, the
 //     balances equal the initial ones plus exactly the receipts on disk,
@@ -65,7 +65,7 @@ func TestStorageFaults(t *testing.T) {
 		var mu sync.Mutex
 		var n atomic.Int64
 		faultAt := int64(50 + r.IntN(300))
-		var sawNotDurable, sawStopped atomic.Bool
+		var sawOutcomeUnknown, sawStopped atomic.Bool
 		var once sync.Once
 		for g := range 4 {
 			wg.Go(func() {
@@ -95,8 +95,8 @@ func TestStorageFaults(t *testing.T) {
 							mu.Unlock()
 						}
 						atomic.AddUint64(&txs, 1)
-					case errors.Is(err, stm.ErrNotDurable):
-						sawNotDurable.Store(true)
+					case errors.Is(err, stm.ErrOutcomeUnknown):
+						sawOutcomeUnknown.Store(true)
 					case errors.Is(err, stm.ErrStopped):
 						sawStopped.Store(true)
 						return

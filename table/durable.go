@@ -10,6 +10,8 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/zest-stm/zest/internal/seam"
+	"github.com/zest-stm/zest/internal/stmx"
 	"github.com/zest-stm/zest/stm"
 )
 
@@ -73,7 +75,7 @@ func NewDurable[K comparable, V any](db *stm.DB, name string, opts *DurableOptio
 	if strings.ContainsRune(name, 0) {
 		return nil, fmt.Errorf("table: name %q contains a NUL byte", name)
 	}
-	store, ok := db.Log().(stm.Store)
+	store, ok := stmx.Log(db).(seam.Store)
 	if !ok {
 		return nil, ErrNoStore
 	}
@@ -81,7 +83,7 @@ func NewDurable[K comparable, V any](db *stm.DB, name string, opts *DurableOptio
 	if err != nil {
 		return nil, err
 	}
-	d := &durable[K, V]{prefix: []byte("zt/" + name + "\x00"), codec: Msgpack[V]{}, keys: keyCodecFor[K]()}
+	d := &durable[K, V]{prefix: append(append([]byte{}, store.KeyPrefix()...), "zt/"+name+"\x00"...), codec: Msgpack[V]{}, keys: keyCodecFor[K]()}
 	if opts != nil && opts.Codec != nil {
 		d.codec = opts.Codec
 	}
@@ -97,7 +99,7 @@ func NewDurable[K comparable, V any](db *stm.DB, name string, opts *DurableOptio
 			return fmt.Errorf("table %q: value of key %v: %w", name, k, err)
 		}
 		e, _ := t.ix.getOrCreate(k)
-		e.v.InitWith(t.ix.group, v)
+		stmx.InitVar(&e.v, t.ix.group, v)
 		d.loaded.Records++
 		d.loaded.Bytes += int64(len(key) + len(value))
 		return nil
@@ -121,7 +123,7 @@ func (t *Table[K, V]) Loaded() LoadStats {
 // record notes a write of the current transaction for the durable log.
 func (t *Table[K, V]) record(tx *stm.Tx, k K, v V, del bool) {
 	d := t.dur
-	p := tx.Local(d, func() stm.Local { return &tableWrites{} }).(*tableWrites)
+	p := stmx.Local(tx, d, func() seam.Local { return &tableWrites{} }).(*tableWrites)
 	key := append(append([]byte{}, d.prefix...), d.keys.encode(k)...)
 	w := tableWrite{key: key, del: del}
 	if !del {
@@ -143,7 +145,7 @@ type tableWrite struct {
 }
 
 // tableWrites is a transaction's writes to one durable table: an
-// stm.Participant that stages them with the commit.
+// seam.Participant that stages them with the commit.
 type tableWrites struct {
 	writes []tableWrite
 	size   int64
@@ -159,13 +161,13 @@ func (p *tableWrites) RollbackTo(mark int) {
 	p.writes = p.writes[:mark]
 }
 
-func (p *tableWrites) End(bool)            {}
-func (p *tableWrites) Pending() bool       { return len(p.writes) > 0 }
-func (p *tableWrites) Size() (int, int64)  { return len(p.writes), p.size }
-func (p *tableWrites) Unstage(*stm.Commit) {}
-func (p *tableWrites) Stage(c *stm.Commit) {
+func (p *tableWrites) End(bool)             {}
+func (p *tableWrites) Pending() bool        { return len(p.writes) > 0 }
+func (p *tableWrites) Size() (int, int64)   { return len(p.writes), p.size }
+func (p *tableWrites) Unstage(*seam.Commit) {}
+func (p *tableWrites) Stage(c *seam.Commit) {
 	for _, w := range p.writes {
-		c.Add(stm.Record{Key: w.key, Value: w.value, Delete: w.del})
+		c.Add(seam.Record{Key: w.key, Value: w.value, Delete: w.del})
 	}
 }
 

@@ -16,6 +16,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/zest-stm/zest/internal/seam"
+	"github.com/zest-stm/zest/internal/stmx"
+
 	"github.com/zest-stm/zest/effectqueue"
 	"github.com/zest-stm/zest/internal/crashtest"
 	"github.com/zest-stm/zest/stm"
@@ -81,7 +84,7 @@ func TestDurableRoundTrip(t *testing.T) {
 
 	// Integer keys are stored in their order, negative ones first.
 	var stored [][]byte
-	require.NoError(t, db.Log().(stm.Store).Scan([]byte("zt/names\x00"), func(k, _ []byte) error {
+	require.NoError(t, stmx.Log(db).(seam.Store).Scan(append(stmx.Log(db).(seam.Store).KeyPrefix(), "zt/names\x00"...), func(k, _ []byte) error {
 		stored = append(stored, slices.Clone(k))
 		return nil
 	}))
@@ -120,7 +123,9 @@ func TestDurableWithQueueAtomic(t *testing.T) {
 		x, _ := v.Load(tx)
 		tb.Put(tx, "alice", 10+tx.Attempt())
 		if tx.Attempt() == 1 {
-			require.NoError(t, db.Run(ctx, func(tx *stm.Tx) error { v.Store(tx, x+1); return nil }))
+			require.NoError(t, elsewhere(func() error {
+				return db.Run(ctx, func(tx *stm.Tx) error { v.Store(tx, x+1); return nil })
+			}))
 		}
 		v.Store(tx, x+10)
 		return q.Enqueue(tx, effectqueue.Entry{Kind: "k", Payload: []byte("attempt " + strconv.Itoa(tx.Attempt()))})
@@ -338,4 +343,13 @@ func TestDurableBankCrash(t *testing.T) {
 		}
 		t.Logf("round %d: killed after %d acks; %d receipts on disk", round, killAfter, len(items))
 	}
+}
+
+// elsewhere runs fn on another goroutine and waits for it: a body commits
+// another transaction this way to make its own reads stale (a Run nested in
+// the body itself fails with stm.ErrNestedRun).
+func elsewhere(fn func() error) error {
+	done := make(chan error)
+	go func() { done <- fn() }()
+	return <-done
 }

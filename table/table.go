@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 
+	"github.com/zest-stm/zest/internal/stmx"
 	"github.com/zest-stm/zest/stm"
 )
 
@@ -41,7 +42,7 @@ type Table[K comparable, V any] struct {
 // or if V holds references and does not implement Cloner[V].
 func New[K comparable, V any](db *stm.DB, name string) (*Table[K, V], error) {
 	vt := reflect.TypeFor[V]()
-	clone := stm.HasPointers(vt)
+	clone := stmx.HasPointers(vt)
 	if clone && !vt.Implements(reflect.TypeFor[Cloner[V]]()) {
 		return nil, fmt.Errorf("table: %q: value type %v holds references (slices, maps, pointers, ...) "+
 			"and must implement Clone() %v so that values stay private", name, vt, vt)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/zest-stm/zest/internal/seam"
+	"github.com/zest-stm/zest/internal/stmx"
 	"github.com/zest-stm/zest/stm"
 )
 
@@ -39,7 +41,7 @@ type counters struct {
 type countersKey struct{}
 
 func countersOf(db *stm.DB) *counters {
-	return db.Extension(countersKey{}, func() any { return new(counters) }).(*counters)
+	return stmx.Extension(db, countersKey{}, func() any { return new(counters) }).(*counters)
 }
 
 type hook struct {
@@ -50,7 +52,7 @@ type hook struct {
 	orphan bool
 }
 
-// hooks is the stm.Local holding one attempt's hooks.
+// hooks is the seam.Local holding one attempt's hooks.
 type hooks struct {
 	db   *stm.DB
 	list []hook
@@ -59,7 +61,7 @@ type hooks struct {
 type localKey struct{}
 
 func local(tx *stm.Tx) *hooks {
-	return tx.Local(localKey{}, func() stm.Local { return &hooks{db: tx.DB()} }).(*hooks)
+	return stmx.Local(tx, localKey{}, func() seam.Local { return &hooks{db: tx.DB()} }).(*hooks)
 }
 
 func (h *hooks) Mark() int { return len(h.list) }

@@ -1,0 +1,87 @@
+package stm
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// bodies is the set of goroutines running a body of one DB, so that a Run
+// called from inside a body (a nested Run) fails at once with ErrNestedRun
+// instead of committing on its own, or hanging behind the serial gate its
+// own outer transaction holds.
+//
+// A goroutine is identified by getg. It takes a slot in a small open
+// addressing table, probing a window of bodyWindow slots from its hash; a
+// lookup scans the whole window (slots are freed in any order, so an empty
+// slot does not end the search). A goroutine that finds its window full goes
+// to the overflow map, under a mutex.
+type bodies struct {
+	slots [bodySlots]atomic.Uintptr
+
+	overflowN atomic.Int64
+	mu        struct {
+		sync.Mutex
+		overflow map[uintptr]struct{}
+	}
+}
+
+const (
+	bodySlots  = 256
+	bodyWindow = 8
+)
+
+func bodyHash(g uintptr) uint {
+	return uint((uint64(g) * 0x9e3779b97f4a7c15) >> 56) // top 8 bits: 0..255
+}
+
+// enter marks g as running a body. It returns the slot taken (-1 for the
+// overflow map), or nested = true if g already runs a body of this DB.
+func (b *bodies) enter(g uintptr) (slot int, nested bool) {
+	h := bodyHash(g)
+	for {
+		free := -1
+		for i := uint(0); i < bodyWindow; i++ {
+			s := int((h + i) % bodySlots)
+			v := b.slots[s].Load()
+			if v == g {
+				return 0, true
+			}
+			if v == 0 && free < 0 {
+				free = s
+			}
+		}
+		if b.overflowN.Load() > 0 {
+			b.mu.Lock()
+			_, ok := b.mu.overflow[g]
+			b.mu.Unlock()
+			if ok {
+				return 0, true
+			}
+		}
+		if free < 0 {
+			b.mu.Lock()
+			if b.mu.overflow == nil {
+				b.mu.overflow = make(map[uintptr]struct{})
+			}
+			b.mu.overflow[g] = struct{}{}
+			b.overflowN.Add(1)
+			b.mu.Unlock()
+			return -1, false
+		}
+		if b.slots[free].CompareAndSwap(0, g) {
+			return free, false
+		}
+	}
+}
+
+// exit releases what enter took.
+func (b *bodies) exit(g uintptr, slot int) {
+	if slot >= 0 {
+		b.slots[slot].Store(0)
+		return
+	}
+	b.mu.Lock()
+	delete(b.mu.overflow, g)
+	b.overflowN.Add(-1)
+	b.mu.Unlock()
+}

@@ -1,0 +1,8 @@
+//go:build amd64 || arm64
+
+package stm
+
+// getg returns the address of the running goroutine's runtime descriptor:
+// an identity that stays the same while the goroutine runs, and that no
+// other running goroutine has. It costs a few instructions.
+func getg() uintptr

@@ -43,6 +43,12 @@
     s.className = bad ? "bad" : "ok";
   }
 
+  function updated(msg, bad) {
+    const s = document.getElementById("updated");
+    s.textContent = msg;
+    s.className = bad ? "bad" : "";
+  }
+
   function fmtAge(sec) {
     if (!sec) return "0s";
     if (sec < 1) return (sec * 1000).toFixed(0) + "ms";
@@ -246,9 +252,9 @@
         acts.slice(0, 20).map(a => el("tr", {}, el("td", { text: fmtTime(a.time) }), el("td", { text: a.actor }),
           el("td", { text: a.path }), el("td", { text: String(a.status) }), el("td", { class: "err", text: a.error || "" })))));
       body.dataset.loaded = String((parseInt(body.dataset.loaded, 10) || 0) + 1);
-      if (!document.getElementById("status").classList.contains("bad")) status("updated " + new Date().toLocaleTimeString());
+      updated("updated " + new Date().toLocaleTimeString());
     } catch (e) {
-      status(e.message, true);
+      updated("refresh failed: " + e.message, true);
     }
   }
 

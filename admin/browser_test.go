@@ -1,0 +1,191 @@
+package admin_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/zest-stm/zest/admin"
+)
+
+// chromium finds the browser: $ZEST_CHROMIUM, /usr/bin/chromium, or chromium
+// on PATH. scripts/chromium.sh installs it. Under CI=true a missing browser
+// fails the test; elsewhere the test skips and says how to get one.
+func chromium(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("ZEST_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, p := range []string{"/usr/bin/chromium", "/usr/bin/chromium-browser"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("chromium"); err == nil {
+		return p
+	}
+	msg := "Chromium not found (looked at $ZEST_CHROMIUM, /usr/bin/chromium, PATH): run scripts/chromium.sh, which installs Debian's chromium package"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// browser starts a headless Chromium with a fresh profile and returns a
+// chromedp context for one tab, ended by the test's cleanup.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium(t)),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 1000),
+	)
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); acancel() })
+	// The first run starts the browser; it lives as long as ctx, so no
+	// timeout here (see chromedp.Run). Later steps get one each (do).
+	if err := chromedp.Do(ctx); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("starting Chromium: %v", err)
+		}
+		t.Skipf("Chromium does not start here: %v", err)
+	}
+	return ctx
+}
+
+// do runs steps in the tab with a deadline.
+func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(tctx, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// eval evaluates a JavaScript expression in the tab.
+func eval[T any](t *testing.T, ctx context.Context, expr string, opts ...chromedp.EvaluateOption) T {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(tctx, chromedp.Evaluate[T](expr, opts...))
+	if err != nil {
+		t.Fatalf("evaluating %s: %v", expr, err)
+	}
+	return v
+}
+
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(tctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	p := filepath.Join(t.ArtifactDir(), name)
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s (kept with go test -artifacts -outputdir DIR)", p)
+}
+
+// waitJS waits until a JavaScript condition holds in the page.
+func waitJS(expr string) chromedp.Action[chromedp.Void] {
+	return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second))
+}
+
+// deadCount is the page's dead-letter counter of queue main.
+const deadCount = `document.querySelector('[data-queue="main"] [data-stat="dead"] .value')?.textContent`
+
+const xssKey = `<img src=x onerror="window.__xss=1">`
+
+// TestBrowserReplay drives the page in Chromium: a dead letter appears after
+// a sink failure; replaying it from the page (with its confirmation) gets it
+// delivered; a key holding HTML is shown as text and never runs.
+func TestBrowserReplay(t *testing.T) {
+	ctx := browser(t)
+	e := newEnv(t, &admin.Options{RootPath: "/admin", RefreshInterval: 200}, "bad", xssKey)
+	seqs := e.enqueue(e.db, e.q, "a", "bad", xssKey, "c")
+	e.drain()
+	bad := seqs[1]
+	row := fmt.Sprintf(`[data-queue="main"] tr.dead[data-seq="%d"]`, bad)
+
+	do(t, ctx, "waiting for the dead letters on the page",
+		chromedp.Navigate(e.srv.URL+"/admin/"),
+		chromedp.WaitVisible(chromedp.CSS(row)),
+		waitJS(deadCount+` === "2"`),
+	)
+	xssRan := eval[bool](t, ctx, `window.__xss === 1`)
+	keyText := eval[string](t, ctx, fmt.Sprintf(`document.querySelector('tr.dead[data-seq="%d"] td:nth-child(3)').textContent`, seqs[2]))
+	if xssRan || keyText != xssKey {
+		t.Fatalf("a key holding HTML: ran=%v, shown as %q; want it shown as text, not run", xssRan, keyText)
+	}
+	screenshot(t, ctx, "dead-letter.png")
+
+	// Cancel first: nothing happens.
+	do(t, ctx, "cancelling a replay",
+		chromedp.Click(chromedp.CSS(row+" button.act-replay")),
+		chromedp.WaitVisible(chromedp.ID("confirm")),
+		chromedp.Click(chromedp.ID("confirm-cancel")),
+		chromedp.WaitNotVisible(chromedp.ID("confirm")),
+	)
+	if st := e.state(); len(st.MainDead) != 2 {
+		t.Fatalf("a cancelled replay changed the dead letters: %v", st.MainDead)
+	}
+
+	e.sink.succeed("bad")
+	do(t, ctx, "replaying from the page",
+		chromedp.Click(chromedp.CSS(row+" button.act-replay")),
+		chromedp.WaitVisible(chromedp.ID("confirm")),
+		chromedp.Click(chromedp.ID("confirm-ok")),
+	)
+	got := e.sink.waitDelivered(t, 3)
+	if got[2].Key != "bad" || got[2].Seq <= seqs[3] {
+		t.Fatalf("delivered %+v, want the replayed entry of key bad with a new sequence number", got[2])
+	}
+	do(t, ctx, "waiting for the page to show the delivery",
+		waitJS(`document.querySelector('[data-queue="main"] [data-stat="delivered"] .value')?.textContent === "3"`),
+		waitJS(deadCount+` === "1"`),
+		waitJS(fmt.Sprintf(`document.querySelector('[data-queue="main"] tr.dead[data-seq="%d"]') === null`, bad)),
+		waitJS(`document.getElementById("status").textContent.startsWith("replayed #")`),
+	)
+	screenshot(t, ctx, "replayed.png")
+}
+
+// TestBrowserReadOnly: a read-only page offers no actions, and a POST made
+// from the page's own origin (what a tampered page would send) is refused.
+func TestBrowserReadOnly(t *testing.T) {
+	ctx := browser(t)
+	e := newEnv(t, &admin.Options{ReadOnly: true, RefreshInterval: 200}, "bad")
+	seqs := e.enqueue(e.db, e.q, "bad")
+	e.drain()
+	before := e.state()
+	do(t, ctx, "loading the read-only page",
+		chromedp.Navigate(e.srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`tr.dead[data-seq="%d"]`, seqs[0]))),
+	)
+	buttons := eval[int](t, ctx, `document.querySelectorAll("button.act").length`)
+	mode := eval[string](t, ctx, `document.getElementById("mode").textContent`)
+	status := eval[int](t, ctx, fmt.Sprintf(`fetch("/api/queues/main/dead/%d/replay", {method: "POST", headers: {"X-Zest-Admin": "1"}}).then(r => r.status)`, seqs[0]), chromedp.EvalAwaitPromise)
+	if buttons != 0 || mode != "read-only" || status != 403 {
+		t.Fatalf("read-only page: %d action buttons, mode %q, POST status %d; want 0, read-only, 403", buttons, mode, status)
+	}
+	if after := e.state(); !reflect.DeepEqual(before, after) {
+		t.Fatalf("read-only page changed the state: %+v -> %+v", before, after)
+	}
+	screenshot(t, ctx, "read-only.png")
+}

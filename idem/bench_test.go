@@ -1,0 +1,182 @@
+package idem_test
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/zest-stm/zest/effectqueue"
+	"github.com/zest-stm/zest/idem"
+	"github.com/zest-stm/zest/stm"
+	"github.com/zest-stm/zest/table"
+)
+
+// payments is the benchmarks' business: a transfer between two of 1,024
+// accounts plus a new order record, the shape of table's BenchmarkTransfer
+// with the order a payment writes.
+type payments struct {
+	db       *stm.DB
+	accounts *table.Table[int, int64]
+	orders   *table.Table[string, int64]
+	tokens   *idem.Tokens
+}
+
+func newPayments(b *testing.B, durableDir string) *payments {
+	b.Helper()
+	db, err := stm.Open(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := &payments{db: db}
+	if durableDir != "" {
+		q, err := effectqueue.Open(db, &effectqueue.Options{Dir: durableDir})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = q.Close() })
+		p.accounts, err = table.NewDurable[int, int64](db, "accounts", nil)
+		if err == nil {
+			p.orders, err = table.NewDurable[string, int64](db, "orders", nil)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	} else {
+		if p.accounts, err = table.New[int, int64](db, "accounts"); err == nil {
+			p.orders, err = table.New[string, int64](db, "orders")
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	if p.tokens, err = idem.New(db, "tokens", nil); err != nil {
+		b.Fatal(err)
+	}
+	err = db.Run(context.Background(), func(tx *stm.Tx) error {
+		for i := range 1024 {
+			p.accounts.Put(tx, i, 1_000_000)
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+var receipt = []byte("receipt-01234567")
+
+// pay runs one payment; with tokens, guarded by Begin and Finish.
+func (p *payments) pay(ctx context.Context, i int, withTokens bool) error {
+	from, to := i&1023, (i*7+1)&1023
+	if from == to {
+		to = (to + 1) & 1023
+	}
+	order := strconv.Itoa(i)
+	key := idem.Key{Scope: "shop", ID: order, Scene: "pay"}
+	return p.db.Run(ctx, func(tx *stm.Tx) error {
+		if withTokens {
+			_, replay, err := p.tokens.Begin(tx, key, nil)
+			if err != nil || replay {
+				return err
+			}
+		}
+		a, _ := p.accounts.Get(tx, from)
+		c, _ := p.accounts.Get(tx, to)
+		p.accounts.Put(tx, from, a-1)
+		p.accounts.Put(tx, to, c+1)
+		p.orders.Put(tx, order, 1)
+		if withTokens {
+			return p.tokens.Finish(tx, key, receipt)
+		}
+		return nil
+	})
+}
+
+// BenchmarkPayment compares a payment transaction without tokens (plain,
+// the anchor) and with Begin+Finish (tokens), on an in-memory DB, one
+// goroutine. Every iteration pays a new order, so tokens accumulate: run it
+// with a fixed -benchtime such as 200000x.
+func BenchmarkPayment(b *testing.B) {
+	for _, mode := range []struct {
+		name   string
+		tokens bool
+	}{{"plain", false}, {"tokens", true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			p := newPayments(b, "")
+			ctx := context.Background()
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if err := p.pay(ctx, i, mode.tokens); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkPaymentDurable is BenchmarkPayment on a durable DB (sync mode,
+// one fsync per group commit), from 64 goroutines.
+func BenchmarkPaymentDurable(b *testing.B) {
+	for _, mode := range []struct {
+		name   string
+		tokens bool
+	}{{"plain", false}, {"tokens", true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			p := newPayments(b, b.TempDir())
+			ctx := context.Background()
+			var next atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism(32) // 64 goroutines on 2 cores
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := p.pay(ctx, int(next.Add(1)), mode.tokens); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkSweep1M measures Expire removing 1,000,000 expired tokens in
+// transactions of 256 (the default batch), found through the expiry index.
+// Run it with -benchtime 1x: the setup (not timed) begins the tokens.
+func BenchmarkSweep1M(b *testing.B) {
+	const n = 1_000_000
+	ctx := context.Background()
+	for b.Loop() {
+		b.StopTimer()
+		clk := newClock()
+		db, tokens := openMem(b, &idem.Options{Now: clk.Now})
+		for i := 0; i < n; i += 1000 {
+			err := db.Run(ctx, func(tx *stm.Tx) error {
+				for j := i; j < i+1000; j++ {
+					k := idem.Key{Scope: "shop", ID: strconv.Itoa(j), Scene: "pay"}
+					if _, _, err := tokens.Begin(tx, k, nil); err != nil {
+						return err
+					}
+					if err := tokens.Finish(tx, k, receipt); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			clk.Advance(time.Millisecond) // spread them over ~1,000 buckets
+		}
+		clk.Advance(25 * time.Hour)
+		b.StartTimer()
+		start := time.Now()
+		removed, err := tokens.Expire(ctx)
+		if err != nil || removed != n {
+			b.Fatalf("removed %d of %d: %v", removed, n, err)
+		}
+		b.ReportMetric(float64(time.Since(start).Nanoseconds())/n, "ns/token")
+	}
+}

@@ -160,18 +160,6 @@ func countDeadLetters(ctx context.Context, q *effectqueue.Queue, limit int) (n i
 	return n, len(more) > 0, nil
 }
 
-func (c *Collector) collectMover(ch chan<- prometheus.Metric, name string, m Mover) {
-	st := m.Stats()
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	gauge(c.d.moverInFlight, float64(st.InFlight), name)
-	if p, ok := m.(pauser); ok {
-		gauge(c.d.moverPaused, boolValue(p.Paused()), name)
-	}
-	collectMoverSinks(ch, &c.d, name, st)
-}
-
 func boolValue(b bool) float64 {
 	if b {
 		return 1

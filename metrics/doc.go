@@ -39,7 +39,7 @@
 //	zest_mover_delivery_duration_seconds{queue,sink}  histogram  commit to confirmation
 //	zest_mover_lanes_blocked{queue}                   gauge      ordering keys waiting to retry
 //	zest_mover_in_flight{queue}                       gauge
-//	zest_mover_paused{queue}                          gauge      1 if paused (movers that can pause)
+//	zest_mover_paused{queue}                          gauge      1 if an operator paused it
 //
 // From Options.Sagas and Options.Idem: zest_sagas{state} (gauge) and
 // zest_idem_replays_total (counter).

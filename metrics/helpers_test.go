@@ -110,3 +110,26 @@ func valuesOf(mfs []*dto.MetricFamily, name string) map[string]float64 {
 	}
 	return out
 }
+
+// histogramOf returns the histogram of metric name for sink.
+func histogramOf(t testing.TB, c prometheus.Collector, name, sink string) *dto.Histogram {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	require.NoError(t, reg.Register(c))
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "sink" && l.GetValue() == sink {
+					return m.GetHistogram()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s for sink %q", name, sink)
+	return nil
+}

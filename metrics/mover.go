@@ -1,20 +1,57 @@
 package metrics
 
 import (
+	"maps"
+	"slices"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/zest-stm/zest/mover"
 )
 
-// collectMoverSinks sends the per-sink counters and latency histograms of
-// one mover, and its blocked lanes.
-func collectMoverSinks(ch chan<- prometheus.Metric, d *descs, name string, st mover.Stats) {
-	// Interim: mover.Stats has no per-sink split yet; the totals are
-	// reported under sink "" until it does.
-	counter := func(v uint64, sink, outcome string) {
-		ch <- prometheus.MustNewConstMetric(d.moverDeliveries, prometheus.CounterValue, float64(v), name, sink, outcome)
+// moverOutcomes are the values of the "outcome" label of
+// zest_mover_deliveries_total, with the counter each reads.
+var moverOutcomes = []struct {
+	label string
+	value func(mover.SinkStats) uint64
+}{
+	{"delivered", func(s mover.SinkStats) uint64 { return s.Delivered }},
+	{"retried", func(s mover.SinkStats) uint64 { return s.Retries }},
+	{"dead_lettered", func(s mover.SinkStats) uint64 { return s.DeadLettered }},
+}
+
+func (c *Collector) collectMover(ch chan<- prometheus.Metric, name string, m Mover) {
+	st := m.Stats()
+	gauge := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, name)
 	}
-	counter(st.Delivered, "", "delivered")
-	counter(st.Retries, "", "retried")
-	counter(st.DeadLettered, "", "dead_lettered")
+	gauge(c.d.moverLanesBlocked, float64(st.LanesBlocked))
+	gauge(c.d.moverInFlight, float64(st.InFlight))
+	gauge(c.d.moverPaused, boolValue(st.Paused))
+	for _, sink := range slices.Sorted(maps.Keys(st.BySink)) {
+		s := st.BySink[sink]
+		for _, o := range moverOutcomes {
+			ch <- prometheus.MustNewConstMetric(c.d.moverDeliveries, prometheus.CounterValue, float64(o.value(s)), name, sink, o.label)
+		}
+		if h, ok := cumulative(s.Latency); ok {
+			ch <- prometheus.MustNewConstHistogram(c.d.moverDuration, s.Latency.Count, s.Latency.Sum, h, name, sink)
+		}
+	}
+}
+
+// cumulative turns the mover's per-bucket counts into Prometheus's
+// cumulative buckets (the +Inf bucket is the count). It reports false for a
+// histogram whose shape it does not understand, rather than export a wrong
+// one.
+func cumulative(h mover.Histogram) (map[float64]uint64, bool) {
+	if len(h.Counts) != len(h.Bounds)+1 {
+		return nil, false
+	}
+	buckets := make(map[float64]uint64, len(h.Bounds))
+	var sum uint64
+	for i, b := range h.Bounds {
+		sum += h.Counts[i]
+		buckets[b] = sum
+	}
+	return buckets, true
 }

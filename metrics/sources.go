@@ -5,18 +5,12 @@ import (
 )
 
 // Mover is what the collector reads from a mover; *mover.Mover implements
-// it. If the value also has a method Paused() bool, zest_mover_paused is
-// exported for it.
+// it.
 //
 // Stats is called once per scrape, from the scraping goroutine, and must be
 // safe to call concurrently with the mover's work.
 type Mover interface {
 	Stats() mover.Stats
-}
-
-// pauser is the optional part of a Mover.
-type pauser interface {
-	Paused() bool
 }
 
 // SagaSource reports how many sagas are in each state ("running",

@@ -1,0 +1,223 @@
+package metrics_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/zest-stm/zest/effectqueue"
+	"github.com/zest-stm/zest/metrics"
+	"github.com/zest-stm/zest/mover"
+	"github.com/zest-stm/zest/stm"
+	"github.com/zest-stm/zest/table"
+)
+
+// okSink confirms every delivery at once.
+type okSink struct{}
+
+func (okSink) Apply(context.Context, mover.Delivery) error { return nil }
+
+// benchFixture is what a production process has: a DB, a durable queue
+// with dead letters waiting, a mover draining the queue, and a collector
+// of all three served by promhttp on a real HTTP server.
+type benchFixture struct {
+	db    *stm.DB
+	q     *effectqueue.Queue
+	bags  *table.Table[int, int]
+	reg   *prometheus.Registry
+	url   string
+	close func()
+}
+
+const benchDeadLetters = 100
+
+func newBenchFixture(b *testing.B) *benchFixture {
+	b.Helper()
+	db, q := openQueue(b, nil)
+	bags, err := table.New[int, int](db, "bags")
+	require.NoError(b, err)
+	keys := make([]string, benchDeadLetters)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("dead/%d", i)
+	}
+	enqueue(b, db, q, "s3.put", keys...)
+	deadLetterAll(b, q)
+	m, err := mover.New(q, map[string]mover.Sink{"s3": okSink{}}, &mover.Options{Logger: discardLogger()})
+	require.NoError(b, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	c, err := metrics.NewCollector(&metrics.Options{
+		DB:     db,
+		Queues: map[string]*effectqueue.Queue{"main": q},
+		Movers: map[string]metrics.Mover{"main": m},
+	})
+	require.NoError(b, err)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return &benchFixture{db: db, q: q, bags: bags, reg: reg, url: srv.URL, close: func() {
+		srv.Close()
+		cancel()
+		<-done
+	}}
+}
+
+// scrape GETs the metrics page and reads it to the end.
+func scrape(url string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("scrape: %s", resp.Status)
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	return err
+}
+
+var scrapeRounds = flag.Int("scrape.rounds", 1, "BenchmarkCommitsWhileScraped: alternating rounds of no scrape and a scrape every 100 ms")
+
+// BenchmarkCommitsWhileScraped measures durable commits (a table update and
+// an Enqueue, fsynced, from 4×GOMAXPROCS goroutines, with a mover draining
+// the queue) with no scrape, and with a Prometheus scrape over HTTP every
+// 100 ms. The two alternate, round after round (-scrape.rounds), each on a
+// fresh queue, so that a machine whose load drifts affects both alike:
+//
+//	go test -run '^$' -bench CommitsWhileScraped -benchmem -benchtime 2s -v ./metrics -args -scrape.rounds=10 | tee out.txt
+//	benchstat -col /scrape -ignore /round out.txt
+//
+// The scraped rows report how many scrapes ran and their mean duration; the
+// log gives the ratio of each round's pair and their median.
+func BenchmarkCommitsWhileScraped(b *testing.B) {
+	var ratios []float64
+	for round := 1; round <= *scrapeRounds; round++ {
+		var nsPerOp [2]float64
+		for i, every := range []time.Duration{0, 100 * time.Millisecond} {
+			name := fmt.Sprintf("round=%d/scrape=none", round)
+			if every > 0 {
+				name = fmt.Sprintf("round=%d/scrape=%s", round, every)
+			}
+			b.Run(name, func(b *testing.B) {
+				commitsWhileScraped(b, every)
+				// The last call, with the largest b.N, is the one reported.
+				nsPerOp[i] = float64(b.Elapsed()) / float64(b.N)
+			})
+		}
+		ratios = append(ratios, nsPerOp[1]/nsPerOp[0])
+	}
+	if len(ratios) > 1 {
+		r := slices.Sorted(slices.Values(ratios))
+		median := (r[(len(r)-1)/2] + r[len(r)/2]) / 2
+		b.Logf("ns/op scraped ÷ ns/op not scraped, by round: %.3f; median %.3f", ratios, median)
+	}
+}
+
+func commitsWhileScraped(b *testing.B, every time.Duration) {
+	f := newBenchFixture(b)
+	defer f.close()
+	stop := make(chan struct{})
+	var scrapes, scrapeTime atomic.Int64
+	var scrapeErr error
+	var wg sync.WaitGroup
+	ctx := context.Background()
+	b.ResetTimer()
+	if every > 0 {
+		wg.Go(func() {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+				}
+				start := time.Now()
+				if err := scrape(f.url); err != nil {
+					scrapeErr = err
+					return
+				}
+				scrapeTime.Add(int64(time.Since(start)))
+				scrapes.Add(1)
+			}
+		})
+	}
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		r := rand.New(rand.NewPCG(rand.Uint64(), 0))
+		for pb.Next() {
+			k := r.IntN(1024)
+			err := f.db.Run(ctx, func(tx *stm.Tx) error {
+				v, _ := f.bags.Get(tx, k)
+				f.bags.Put(tx, k, v+1)
+				return f.q.Enqueue(tx, effectqueue.Entry{Kind: "s3.put", Key: fmt.Sprint("bags/", k), Payload: []byte("receipt")})
+			})
+			if err != nil {
+				b.Error(err) // Error, not Fatal: this is not the benchmark's goroutine
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	close(stop)
+	wg.Wait()
+	require.NoError(b, scrapeErr)
+	if every > 0 {
+		n := scrapes.Load()
+		b.ReportMetric(float64(n), "scrapes")
+		if n > 0 {
+			b.ReportMetric(float64(scrapeTime.Load())/float64(n)/1e6, "ms/scrape")
+		}
+	}
+}
+
+// BenchmarkScrape measures one scrape over HTTP of the fixture (a DB,
+// a queue with 100 dead letters, a mover), beside one gather without HTTP
+// and text encoding, and the dead-letter count alone (a collector of the
+// queue only: depth, oldest age and the count of 100 dead letters).
+func BenchmarkScrape(b *testing.B) {
+	f := newBenchFixture(b)
+	defer f.close()
+	b.Run("gather", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := f.reg.Gather(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("queue-only", func(b *testing.B) {
+		c, err := metrics.NewCollector(&metrics.Options{Queues: map[string]*effectqueue.Queue{"main": f.q}})
+		require.NoError(b, err)
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(c)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := reg.Gather(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("http", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := scrape(f.url); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -259,6 +259,9 @@ func (c *cli) call(ctx context.Context, method, path string, body any, out any) 
 		}
 		return nil, &exitError{code: codeOf(resp.StatusCode), msg: fmt.Sprintf("%s (HTTP %d)", msg, resp.StatusCode)}
 	}
+	if !json.Valid(raw) {
+		return nil, fmt.Errorf("%s %s: the answer is not JSON (is --url the admin handler?)", method, req.URL)
+	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
 			return nil, fmt.Errorf("%s %s: the answer is not what zest expects (is --url the admin handler?): %w", method, req.URL, err)

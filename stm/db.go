@@ -138,7 +138,7 @@ func init() {
 	seam.InitVar = func(x any, g *Group, p unsafe.Pointer) { x.(varCell).initFrom(g, p) }
 	seam.Observe = func(tx *Tx, x any) { tx.live().observe(x.(varCell).cellOf()) }
 	seam.HasPointers = func(t reflect.Type) bool { return hasRefs(t, false) }
-	seam.Retire = func(x any) bool { return x.(varCell).cellOf().retire() }
+	seam.Retire = func(x any, neverWritten bool) bool { return x.(varCell).cellOf().retire(neverWritten) }
 }
 
 // Err returns nil while the DB accepts commits, ErrClosed after Close, or

@@ -43,14 +43,20 @@ func (o *Options) withDefaults() (Options, error) {
 	if r.EscalateAfter < 0 {
 		errs = append(errs, fmt.Errorf("EscalateAfter is %d, must be positive", r.EscalateAfter))
 	}
+	if len(errs) == 0 {
+		if r.MaxAttempts == 0 {
+			r.MaxAttempts = d.MaxAttempts
+		}
+		if r.EscalateAfter == 0 {
+			r.EscalateAfter = min(d.EscalateAfter, r.MaxAttempts)
+		}
+		if r.EscalateAfter > r.MaxAttempts {
+			errs = append(errs, fmt.Errorf("EscalateAfter is %d, more than MaxAttempts (%d): "+
+				"a transaction would give up before it runs in serial mode", r.EscalateAfter, r.MaxAttempts))
+		}
+	}
 	if len(errs) > 0 {
 		return Options{}, fmt.Errorf("stm: invalid options: %w", errors.Join(errs...))
-	}
-	if r.MaxAttempts == 0 {
-		r.MaxAttempts = d.MaxAttempts
-	}
-	if r.EscalateAfter == 0 {
-		r.EscalateAfter = d.EscalateAfter
 	}
 	if r.Logger == nil {
 		r.Logger = d.Logger

@@ -179,7 +179,7 @@ func conflictEveryTime(t *testing.T, db *stm.DB, v *stm.Var[int], onAttempt func
 }
 
 func TestRedoLimit(t *testing.T) {
-	db := open(t, &stm.Options{MaxAttempts: 5, EscalateAfter: 100})
+	db := open(t, &stm.Options{MaxAttempts: 5, EscalateAfter: 5})
 	v := stm.NewVar(nil, 0)
 	attempts := 0
 	err := conflictEveryTime(t, db, v, func(int) { attempts++ })

@@ -86,9 +86,11 @@ type varCell interface {
 
 // retire marks c retired if it is absent and unlocked, and reports whether
 // it did. Package table calls it before it drops a record from its index.
-func (c *cell) retire() bool {
+// Unless neverWritten is set, a cell never written by a commit (version 0: a
+// record created by an insert that has not committed yet) is kept.
+func (c *cell) retire(neverWritten bool) bool {
 	m := c.meta.Load()
-	if m&(lockedBit|presentBit|retiredBit) != 0 {
+	if m&(lockedBit|presentBit|retiredBit) != 0 || (!neverWritten && m>>verShift == 0) {
 		return false
 	}
 	return c.meta.CompareAndSwap(m, m|retiredBit)

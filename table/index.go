@@ -7,16 +7,20 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/zest-stm/zest/internal/stmx"
 	"github.com/zest-stm/zest/stm"
 )
 
-// entry is one key's record. Entries are created on first use of a key and
-// never removed: a deleted record stays as an empty cell, so that a
-// transaction that saw it absent is validated like any other read.
+// entry is one key's record. Entries are created when a key is first
+// written and dropped again (see index.rebuildLocked) once they are absent:
+// a Get of a key with no entry records a read of the key's stripe instead.
 type entry[K comparable, V any] struct {
 	key  K
 	hash uint64
-	v    stm.Var[V]
+	// dropped is set while a rebuild decides whether to drop the entry:
+	// a lookup that finds it set waits for the rebuild and looks again.
+	dropped atomic.Bool
+	v       stm.Var[V]
 }
 
 // slots is an open-addressing hash table with linear probing. Each slot is
@@ -26,15 +30,29 @@ type slots[K comparable, V any] struct {
 	s    []atomic.Pointer[entry[K, V]]
 }
 
-// index maps keys to entries. Lookups are lock-free; inserts and growth take
-// mu. Growth builds a new table and swaps it in; a reader still probing the old
-// one finds every entry that existed before the swap, and an entry inserted
-// later belongs to a transaction that had not committed when the reader took
-// its snapshot.
+// index maps keys to entries. Lookups are lock-free; inserts and rebuilds
+// take mu. A rebuild builds a new table and swaps it in: a reader still
+// probing the old one finds every entry that existed before the swap, and an
+// entry inserted later belongs to a transaction that had not committed when
+// the reader took its snapshot.
+//
+// Reclamation. Absent entries (deleted keys, and keys whose insert rolled
+// back) would otherwise stay forever, and Len would walk them. A rebuild
+// retires every absent, unlocked entry (stmx.Retire: a retired record never
+// changes again, and a transaction that read or wrote it reruns) before it
+// leaves it out of the new table, so no transaction can go on using a
+// record that its table no longer holds. Rebuilds run when the table must
+// grow, and after commits that deleted many keys; each costs the table's
+// size and comes after at least as many inserts or deletes, so the cost per
+// operation is constant.
 type index[K comparable, V any] struct {
 	group *stm.Group
 	hash  func(K) uint64
 	tab   atomic.Pointer[slots[K, V]]
+	// rebuilding is set while a rebuild runs (under mu).
+	rebuilding atomic.Bool
+	// deleted counts deletes committed since the last rebuild.
+	deleted atomic.Int64
 
 	mu struct {
 		sync.Mutex
@@ -42,9 +60,11 @@ type index[K comparable, V any] struct {
 	}
 }
 
+const minSlots = 64
+
 func newIndex[K comparable, V any](g *stm.Group) *index[K, V] {
 	ix := &index[K, V]{group: g, hash: hasher[K]()}
-	ix.tab.Store(&slots[K, V]{mask: 63, s: make([]atomic.Pointer[entry[K, V]], 64)})
+	ix.tab.Store(&slots[K, V]{mask: minSlots - 1, s: make([]atomic.Pointer[entry[K, V]], minSlots)})
 	return ix
 }
 
@@ -60,30 +80,41 @@ func (t *slots[K, V]) find(k K, h uint64) *entry[K, V] {
 	}
 }
 
-func (ix *index[K, V]) lookup(k K) *entry[K, V] {
-	return ix.tab.Load().find(k, ix.hash(k))
+// lookup returns k's entry, or nil.
+func (ix *index[K, V]) lookup(k K, h uint64) *entry[K, V] {
+	e := ix.tab.Load().find(k, h)
+	if e != nil && e.dropped.Load() {
+		return ix.lookupSlow(k, h)
+	}
+	return e
+}
+
+// lookupSlow waits for the rebuild under way and looks again.
+func (ix *index[K, V]) lookupSlow(k K, h uint64) *entry[K, V] {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.tab.Load().find(k, h)
 }
 
 // getOrCreate returns k's entry, creating an empty one if there is none.
-func (ix *index[K, V]) getOrCreate(k K) (e *entry[K, V], created bool) {
-	h := ix.hash(k)
-	if e := ix.tab.Load().find(k, h); e != nil {
-		return e, false
+func (ix *index[K, V]) getOrCreate(k K, h uint64) *entry[K, V] {
+	if e := ix.lookup(k, h); e != nil {
+		return e
 	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	tab := ix.tab.Load()
 	if e := tab.find(k, h); e != nil {
-		return e, false
+		return e
 	}
 	if (ix.mu.n+1)*2 > len(tab.s) {
-		tab = ix.growLocked(tab)
+		tab = ix.rebuildLocked(tab, true)
 	}
-	e = &entry[K, V]{key: k, hash: h}
+	e := &entry[K, V]{key: k, hash: h}
 	e.v.Init(ix.group)
 	tab.insert(e)
 	ix.mu.n++
-	return e, true
+	return e
 }
 
 func (t *slots[K, V]) insert(e *entry[K, V]) {
@@ -95,22 +126,72 @@ func (t *slots[K, V]) insert(e *entry[K, V]) {
 	}
 }
 
-// growLocked doubles the table.
-// REQUIRES: ix.mu held.
-func (ix *index[K, V]) growLocked(old *slots[K, V]) *slots[K, V] {
-	n := 2 * len(old.s)
-	tab := &slots[K, V]{mask: uint64(n - 1), s: make([]atomic.Pointer[entry[K, V]], n)}
-	for i := range old.s {
-		if e := old.s[i].Load(); e != nil {
-			tab.insert(e)
-		}
+// deletedCommitted records n committed deletes and rebuilds the index if
+// dead entries have come to outnumber the live ones. It runs after the
+// deleting transaction committed, outside its body.
+func (ix *index[K, V]) deletedCommitted(n int) {
+	d := ix.deleted.Add(int64(n))
+	if d < 32 {
+		return
 	}
+	ix.mu.Lock()
+	if d := ix.deleted.Load(); d >= 32 && int(d)*2 >= ix.mu.n {
+		ix.rebuildLocked(ix.tab.Load(), false)
+	}
+	ix.mu.Unlock()
+}
+
+// rebuildLocked drops the absent entries of old and swaps in a table sized
+// for what is left: at least twice the entries, so that the next rebuild
+// comes after as many inserts as there are entries. With forInsert, room
+// for one more entry is guaranteed.
+// REQUIRES: ix.mu held.
+//
+// A rebuild for an insert keeps the records no commit ever wrote: they may
+// belong to inserts under way, and retiring them would make a transaction
+// that inserts more keys than the table holds rerun forever. A rebuild after
+// deletes drops them too (an insert that rolled back leaves one).
+func (ix *index[K, V]) rebuildLocked(old *slots[K, V], forInsert bool) *slots[K, V] {
+	ix.rebuilding.Store(true)
+	defer ix.rebuilding.Store(false)
+	kept := make([]*entry[K, V], 0, ix.mu.n)
+	for i := range old.s {
+		e := old.s[i].Load()
+		if e == nil {
+			continue
+		}
+		e.dropped.Store(true)
+		if stmx.Retire(&e.v, !forInsert) {
+			continue
+		}
+		e.dropped.Store(false)
+		kept = append(kept, e)
+	}
+	n := minSlots
+	for n < 4*(len(kept)+1) {
+		n *= 2
+	}
+	if forInsert && n < len(old.s) && (len(kept)+1)*2 > n {
+		n = len(old.s)
+	}
+	tab := &slots[K, V]{mask: uint64(n - 1), s: make([]atomic.Pointer[entry[K, V]], n)}
+	for _, e := range kept {
+		tab.insert(e)
+	}
+	ix.mu.n = len(kept)
+	ix.deleted.Store(0)
 	ix.tab.Store(tab)
 	return tab
 }
 
-// each calls fn for every entry until it returns false.
+// each calls fn for every entry until it returns false. It waits for a
+// rebuild under way before it starts; one that starts later makes the
+// transaction rerun when it reads a retired entry.
 func (ix *index[K, V]) each(fn func(*entry[K, V]) bool) {
+	if ix.rebuilding.Load() {
+		ix.mu.Lock()
+		ix.mu.Unlock() //nolint:staticcheck // an empty critical section: wait for the rebuild
+	}
 	tab := ix.tab.Load()
 	for i := range tab.s {
 		if e := tab.s[i].Load(); e != nil && !fn(e) {
@@ -119,20 +200,28 @@ func (ix *index[K, V]) each(fn func(*entry[K, V]) bool) {
 	}
 }
 
+// size returns the number of slots, for tests and benchmarks.
+func (ix *index[K, V]) size() int { return len(ix.tab.Load().s) }
+
 // hasher returns a hash function for K: a fast path for integer and string
-// keys, maphash.Comparable for the rest.
+// keys, maphash.Comparable for the rest. Integer keys are read at their own
+// size, so that a 4-byte int on a 32-bit platform hashes its 4 bytes only.
 func hasher[K comparable]() func(K) uint64 {
 	seed := maphash.MakeSeed()
 	t := reflect.TypeFor[K]()
 	switch t.Kind() {
-	case reflect.Int, reflect.Int64, reflect.Uint, reflect.Uint64, reflect.Uintptr:
-		return func(k K) uint64 { return mix(*(*uint64)(unsafe.Pointer(&k))) }
-	case reflect.Int32, reflect.Uint32:
-		return func(k K) uint64 { return mix(uint64(*(*uint32)(unsafe.Pointer(&k)))) }
-	case reflect.Int16, reflect.Uint16:
-		return func(k K) uint64 { return mix(uint64(*(*uint16)(unsafe.Pointer(&k)))) }
-	case reflect.Int8, reflect.Uint8:
-		return func(k K) uint64 { return mix(uint64(*(*uint8)(unsafe.Pointer(&k)))) }
+	case reflect.Int, reflect.Int64, reflect.Uint, reflect.Uint64, reflect.Uintptr,
+		reflect.Int32, reflect.Uint32, reflect.Int16, reflect.Uint16, reflect.Int8, reflect.Uint8:
+		switch t.Size() {
+		case 8:
+			return func(k K) uint64 { return mix(*(*uint64)(unsafe.Pointer(&k))) }
+		case 4:
+			return func(k K) uint64 { return mix(uint64(*(*uint32)(unsafe.Pointer(&k)))) }
+		case 2:
+			return func(k K) uint64 { return mix(uint64(*(*uint16)(unsafe.Pointer(&k)))) }
+		case 1:
+			return func(k K) uint64 { return mix(uint64(*(*uint8)(unsafe.Pointer(&k)))) }
+		}
 	case reflect.String:
 		return func(k K) uint64 { return maphash.String(seed, *(*string)(unsafe.Pointer(&k))) }
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 
+	"github.com/zest-stm/zest/internal/seam"
 	"github.com/zest-stm/zest/internal/stmx"
 	"github.com/zest-stm/zest/stm"
 )
@@ -18,7 +19,8 @@ type Cloner[V any] interface {
 // Table is a transactional map from K to V, registered on a DB by name.
 //
 // A Table is safe for concurrent use; every method takes the *stm.Tx of the
-// body it is called from.
+// body it is called from, and panics with an error wrapping stm.ErrWrongDB
+// if that Tx belongs to another DB.
 //
 // # Value isolation
 //
@@ -29,14 +31,23 @@ type Cloner[V any] interface {
 // interfaces must implement Cloner[V], and New refuses it otherwise.
 type Table[K comparable, V any] struct {
 	name  string
+	db    *stm.DB
 	ix    *index[K, V]
 	clone bool
-	// shape is written (blindly) by every insert and delete, and read by
-	// Scan and Len, so that a transaction that scanned conflicts with a
-	// concurrent insert it could not see (a phantom).
-	shape *stm.Var[struct{}]
-	dur   *durable[K, V] // nil unless the table is durable
+	// stripes guard the key set. An insert or delete of key k writes
+	// stripe stripeOf(k); Len and Scan read every stripe, and a Get of a
+	// key that has no record reads its stripe. Stripes are read with
+	// stmx.Observe, which records the committed version even after the
+	// transaction's own insert, so the commit always validates them.
+	stripes [numStripes]stm.Var[struct{}]
+	dur     *durable[K, V] // nil unless the table is durable
 }
+
+// numStripes is the number of key-set stripes of a table. Inserts of
+// different keys conflict only when they share a stripe and commit at the
+// same moment; a Get of an absent key is invalidated only by an insert of a
+// key of its stripe.
+const numStripes = 128
 
 // New creates the table called name on db. It fails if the name is taken,
 // or if V holds references and does not implement Cloner[V].
@@ -51,12 +62,11 @@ func New[K comparable, V any](db *stm.DB, name string) (*Table[K, V], error) {
 	if err != nil {
 		return nil, fmt.Errorf("table: %w", err)
 	}
-	return &Table[K, V]{
-		name:  name,
-		ix:    newIndex[K, V](g),
-		clone: clone,
-		shape: stm.NewVar(g, struct{}{}),
-	}, nil
+	t := &Table[K, V]{name: name, db: db, ix: newIndex[K, V](g), clone: clone}
+	for i := range t.stripes {
+		t.stripes[i].Init(g)
+	}
+	return t, nil
 }
 
 // Name returns the table's name.
@@ -69,13 +79,39 @@ func (t *Table[K, V]) copyOf(v V) V {
 	return v
 }
 
+// check panics if tx belongs to another DB than the table.
+func (t *Table[K, V]) check(tx *stm.Tx) {
+	if tx.DB() != t.db {
+		t.wrongDB()
+	}
+}
+
+func (t *Table[K, V]) wrongDB() {
+	panic(fmt.Errorf("table %q: %w", t.name, stm.ErrWrongDB))
+}
+
+func stripeOf(h uint64) int { return int(h >> 57) } // top 7 bits: 0..127
+
+// find returns k's entry as of tx's snapshot, or nil if k has no record,
+// in which case the read of k's stripe is recorded.
+func (t *Table[K, V]) find(tx *stm.Tx, k K, h uint64) *entry[K, V] {
+	if e := t.ix.lookup(k, h); e != nil {
+		return e
+	}
+	// The stripe first, then the index again: an insert of k that the
+	// second lookup misses commits after the stripe read, and changes it.
+	stmx.Observe(tx, &t.stripes[stripeOf(h)])
+	return t.ix.lookup(k, h)
+}
+
 // Get returns a private copy of k's value and whether k is present.
 func (t *Table[K, V]) Get(tx *stm.Tx, k K) (V, bool) {
-	e := t.ix.lookup(k)
+	t.check(tx)
+	h := t.ix.hash(k)
+	e := t.find(tx, k, h)
 	if e == nil {
-		// Record the absence like any read: a concurrent insert of k must
-		// conflict with this transaction.
-		e, _ = t.ix.getOrCreate(k)
+		var zero V
+		return zero, false
 	}
 	v, ok := e.v.Load(tx)
 	if ok {
@@ -86,15 +122,19 @@ func (t *Table[K, V]) Get(tx *stm.Tx, k K) (V, bool) {
 
 // Has reports whether k is present.
 func (t *Table[K, V]) Has(tx *stm.Tx, k K) bool {
-	e, _ := t.ix.getOrCreate(k)
-	return e.v.Present(tx)
+	t.check(tx)
+	h := t.ix.hash(k)
+	e := t.find(tx, k, h)
+	return e != nil && e.v.Present(tx)
 }
 
 // Put sets k to a copy of v.
 func (t *Table[K, V]) Put(tx *stm.Tx, k K, v V) {
-	e, _ := t.ix.getOrCreate(k)
+	t.check(tx)
+	h := t.ix.hash(k)
+	e := t.ix.getOrCreate(k, h)
 	if !e.v.Present(tx) {
-		t.shape.Store(tx, struct{}{})
+		t.stripes[stripeOf(h)].Store(tx, struct{}{})
 	}
 	e.v.Store(tx, t.copyOf(v))
 	if t.dur != nil {
@@ -104,20 +144,35 @@ func (t *Table[K, V]) Put(tx *stm.Tx, k K, v V) {
 
 // Delete removes k and reports whether it was present.
 func (t *Table[K, V]) Delete(tx *stm.Tx, k K) bool {
-	e := t.ix.lookup(k)
-	if e == nil {
-		e, _ = t.ix.getOrCreate(k)
-	}
-	if !e.v.Present(tx) {
+	t.check(tx)
+	h := t.ix.hash(k)
+	e := t.find(tx, k, h)
+	if e == nil || !e.v.Present(tx) {
 		return false
 	}
-	t.shape.Store(tx, struct{}{})
+	t.stripes[stripeOf(h)].Store(tx, struct{}{})
 	e.v.Clear(tx)
 	if t.dur != nil {
 		var zero V
 		t.record(tx, k, zero, true)
 	}
+	stmx.Local(tx, &t.ix.deleted, func() seam.Local { return &deletes[K, V]{ix: t.ix} }).(*deletes[K, V]).n++
 	return true
+}
+
+// deletes counts a transaction's deletes from one table, so that the
+// index reclaims their records once they are committed.
+type deletes[K comparable, V any] struct {
+	ix *index[K, V]
+	n  int
+}
+
+func (d *deletes[K, V]) Mark() int           { return d.n }
+func (d *deletes[K, V]) RollbackTo(mark int) { d.n = mark }
+func (d *deletes[K, V]) End(committed bool) {
+	if committed && d.n > 0 {
+		d.ix.deletedCommitted(d.n)
+	}
 }
 
 // Update reads k, calls fn with a private copy of its value (the zero value
@@ -134,12 +189,22 @@ func (t *Table[K, V]) Update(tx *stm.Tx, k K, fn func(v V, found bool) (nv V, ke
 	}
 }
 
+// readKeySet records reads of every stripe: the transaction then conflicts
+// with any insert or delete it did not see, even after its own writes.
+func (t *Table[K, V]) readKeySet(tx *stm.Tx) {
+	for i := range t.stripes {
+		stmx.Observe(tx, &t.stripes[i])
+	}
+}
+
 // Scan calls fn with each present key and a private copy of its value, in no
 // particular order, until fn returns false. It sees the table as of the
 // transaction's snapshot: every record inserted by a transaction that
-// committed before it, and the transaction's own writes.
+// committed before it, and the transaction's own writes. A transaction that
+// scanned conflicts with any other transaction's insert or delete.
 func (t *Table[K, V]) Scan(tx *stm.Tx, fn func(k K, v V) bool) {
-	t.shape.Load(tx)
+	t.check(tx)
+	t.readKeySet(tx)
 	t.ix.each(func(e *entry[K, V]) bool {
 		v, ok := e.v.Load(tx)
 		if !ok {
@@ -150,9 +215,11 @@ func (t *Table[K, V]) Scan(tx *stm.Tx, fn func(k K, v V) bool) {
 }
 
 // Len returns the number of present keys. It reads every record, as Scan
-// does, so that the count is consistent with the transaction's snapshot.
+// does, so that the count is consistent with the transaction's snapshot, and
+// it conflicts with any other transaction's insert or delete.
 func (t *Table[K, V]) Len(tx *stm.Tx) int {
-	t.shape.Load(tx)
+	t.check(tx)
+	t.readKeySet(tx)
 	n := 0
 	t.ix.each(func(e *entry[K, V]) bool {
 		if e.v.Present(tx) {

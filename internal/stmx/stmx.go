@@ -24,7 +24,7 @@ var (
 	initVar     = seam.InitVar.(func(any, *stm.Group, unsafe.Pointer))
 	observe     = seam.Observe.(func(*stm.Tx, any))
 	hasPointers = seam.HasPointers.(func(reflect.Type) bool)
-	retire      = seam.Retire.(func(any) bool)
+	retire      = seam.Retire.(func(any, bool) bool)
 )
 
 // Local returns the Local stored under key in tx's current attempt,
@@ -74,5 +74,7 @@ func HasPointers(t reflect.Type) bool { return hasPointers(t) }
 // Retire marks x's cell retired if it is absent and not locked by a commit,
 // and reports whether it did. A retired cell never changes again, and every
 // transaction that touches it reruns; package table retires a record before
-// it drops it from its index, so that no transaction keeps using it.
-func Retire[T any](x *stm.Var[T]) bool { return retire(x) }
+// it drops it from its index, so that no transaction keeps using it. A cell
+// no commit ever wrote (a record whose insert has not committed, or rolled
+// back) is retired only with neverWritten set.
+func Retire[T any](x *stm.Var[T], neverWritten bool) bool { return retire(x, neverWritten) }

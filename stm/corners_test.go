@@ -1,0 +1,416 @@
+package stm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/zest-stm/zest/internal/seam"
+)
+
+// Regression tests for the corners of issue 10: liveness (nested Run, hooks
+// and waits under the serial gate, contexts in serial waits, panics in the
+// commit path) and the durable watermark. Each failed (hung, or reported the
+// wrong outcome) on the engine before the fix.
+
+// elsewhere runs fn on another goroutine and waits for it.
+func elsewhere(fn func() error) error {
+	done := make(chan error)
+	go func() { done <- fn() }()
+	return <-done
+}
+
+// deadline bounds a test that used to hang: it fails instead of hanging.
+func deadline(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// hookLocal is a Local whose End calls fn: a whilecommit-style hook.
+type hookLocal struct{ fn func(committed bool) }
+
+func (hookLocal) Mark() int            { return 0 }
+func (hookLocal) RollbackTo(int)       {}
+func (h hookLocal) End(committed bool) { h.fn(committed) }
+
+func onEnd(tx *Tx, key any, fn func(committed bool)) {
+	tx.local(key, func() seam.Local { return hookLocal{fn} })
+}
+
+// escalate makes each attempt of a body stale until it runs in serial mode:
+// call it at the top of the body, after a read of v.
+func escalate(t *testing.T, tx *Tx, db *DB, v *Var[int]) {
+	if tx.live().serial {
+		return
+	}
+	x, _ := v.Load(tx)
+	require.NoError(t, elsewhere(func() error {
+		return db.Run(context.Background(), func(tx *Tx) error { v.Store(tx, x+1); return nil })
+	}))
+	v.Store(tx, x) // a write, so that the commit validates the stale read
+}
+
+func TestNestedRunFailsAtOnce(t *testing.T) {
+	ctx := deadline(t)
+	for _, serial := range []bool{false, true} {
+		t.Run(fmt.Sprintf("serial=%v", serial), func(t *testing.T) {
+			db, _ := Open(&Options{EscalateAfter: 2})
+			v := NewVar(nil, 0)
+			var nested, inSavepoint error
+			err := db.Run(ctx, func(tx *Tx) error {
+				if serial {
+					escalate(t, tx, db, v)
+				}
+				nested = db.Run(ctx, func(tx *Tx) error { v.Store(tx, 100); return nil })
+				inSavepoint = tx.Savepoint(func(tx *Tx) error {
+					return db.Run(ctx, func(tx *Tx) error { v.Store(tx, 100); return nil })
+				})
+				return nil
+			})
+			require.NoError(t, err)
+			assert.ErrorIs(t, nested, ErrNestedRun)
+			assert.ErrorIs(t, inSavepoint, ErrNestedRun)
+			assert.NotEqual(t, 100, loadV(t, db, v), "the nested transaction must not commit")
+			if serial {
+				assert.Equal(t, uint64(1), db.Stats().Escalations)
+			}
+		})
+	}
+	t.Run("other DB", func(t *testing.T) {
+		db, _ := Open(nil)
+		other, _ := Open(nil)
+		v := NewVar(nil, 0)
+		require.NoError(t, db.Run(ctx, func(tx *Tx) error {
+			return other.Run(ctx, func(tx *Tx) error { v.Store(tx, 1); return nil })
+		}), "a Run of another DB is a different engine: allowed")
+	})
+	t.Run("after the body, on the same goroutine", func(t *testing.T) {
+		db, _ := Open(nil)
+		v := NewVar(nil, 0)
+		require.NoError(t, db.Run(ctx, func(tx *Tx) error { v.Store(tx, 1); return nil }))
+		require.NoError(t, db.Run(ctx, func(tx *Tx) error { v.Store(tx, 2); return nil }))
+		assert.Equal(t, 2, loadV(t, db, v))
+	})
+}
+
+func loadV[T any](t *testing.T, db *DB, v *Var[T]) T {
+	t.Helper()
+	x, err := RunValue(context.Background(), db, func(tx *Tx) (T, error) { x, _ := v.Load(tx); return x, nil })
+	require.NoError(t, err)
+	return x
+}
+
+// TestHooksRunAfterSerialGate: a transaction that escalated to serial mode
+// runs its hooks after the gate opens, so a hook may commit another
+// transaction (which would wait for the gate forever before the fix).
+func TestHooksRunAfterSerialGate(t *testing.T) {
+	ctx := deadline(t)
+	for _, commit := range []bool{true, false} {
+		t.Run(fmt.Sprintf("commit=%v", commit), func(t *testing.T) {
+			db, _ := Open(&Options{EscalateAfter: 2})
+			v, w := NewVar(nil, 0), NewVar(nil, 0)
+			var hookErr error
+			hookRan := false
+			err := db.Run(ctx, func(tx *Tx) error {
+				escalate(t, tx, db, v)
+				onEnd(tx, "hook", func(committed bool) {
+					hookRan = true
+					hookErr = db.Run(ctx, func(tx *Tx) error { w.Store(tx, 7); return nil })
+				})
+				v.Store(tx, -1)
+				if !commit {
+					return errors.New("roll back")
+				}
+				return nil
+			})
+			if commit {
+				require.NoError(t, err)
+			} else {
+				require.Error(t, err)
+			}
+			require.True(t, hookRan)
+			require.NoError(t, hookErr)
+			assert.Equal(t, 7, loadV(t, db, w))
+			assert.Equal(t, uint64(1), db.Stats().Escalations)
+		})
+	}
+}
+
+// blockingLog is a Log whose writes wait until released, and whose Stage
+// (through blockingStage) can block while the commit holds its locks.
+type blockingLog struct {
+	db      *DB
+	release chan struct{} // close to let every write through
+	fail    error
+	mu      sync.Mutex
+	next    uint64
+}
+
+type blockingWaiter struct {
+	l *blockingLog
+	v uint64
+}
+
+func (w blockingWaiter) Wait() error {
+	<-w.l.release
+	if w.l.fail != nil {
+		w.l.db.stop(w.l.fail)
+		return w.l.fail
+	}
+	w.l.db.dur.durable(w.v)
+	return nil
+}
+
+func (l *blockingLog) Append(c *seam.Commit) (seam.Waiter, error) {
+	return blockingWaiter{l, c.Version}, nil
+}
+
+// stageHook is a Participant whose Stage calls fn.
+type stageHook struct {
+	pending func() bool
+	stage   func()
+}
+
+func (stageHook) Mark() int       { return 0 }
+func (stageHook) RollbackTo(int)  {}
+func (stageHook) End(bool)        {}
+func (s stageHook) Pending() bool { return s.pending == nil || s.pending() }
+func (s stageHook) Stage(*seam.Commit) {
+	if s.stage != nil {
+		s.stage()
+	}
+}
+func (stageHook) Unstage(*seam.Commit) {}
+
+func durableWrite(tx *Tx, sh stageHook) { tx.local("durable", func() seam.Local { return sh }) }
+
+// TestSerialWaitHonoursContext: a transaction in serial mode waiting for a
+// record locked by a commit that does not finish ends with its context.
+func TestSerialWaitHonoursContext(t *testing.T) {
+	db, _ := Open(&Options{EscalateAfter: 1})
+	l := &blockingLog{db: db, release: make(chan struct{})}
+	require.NoError(t, db.attachLog(l))
+	x := NewVar(nil, 0)
+	staged := make(chan struct{})
+	unblock := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- db.Run(context.Background(), func(tx *Tx) error {
+			x.Store(tx, 1)
+			durableWrite(tx, stageHook{stage: func() { close(staged); <-unblock }})
+			return nil
+		})
+	}()
+	<-staged // x stays locked until unblock
+	ctx, cancel := context.WithCancel(context.Background())
+	attempts := 0
+	errc := make(chan error, 1)
+	go func() {
+		errc <- db.Run(ctx, func(tx *Tx) error {
+			attempts++
+			if attempts == 2 {
+				cancel() // the transaction now waits in serial mode
+			}
+			x.Load(tx)
+			return nil
+		})
+	}()
+	err := <-errc
+	assert.ErrorIs(t, err, context.Canceled)
+	close(unblock)
+	close(l.release)
+	require.NoError(t, <-done)
+	// The gate is open again: a new update commits.
+	require.NoError(t, db.Run(deadline(t), func(tx *Tx) error { x.Store(tx, 2); return nil }))
+}
+
+// TestCommitPathPanic: a panic in a participant's Pending or Stage releases
+// the locks, the sequencer and the serial gate, reaches the caller as the
+// panic it was (not as a stale-read rerun), and leaves the DB usable.
+func TestCommitPathPanic(t *testing.T) {
+	for _, where := range []string{"Pending", "Stage"} {
+		for _, serial := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/serial=%v", where, serial), func(t *testing.T) {
+				ctx := deadline(t)
+				db, _ := Open(&Options{EscalateAfter: 2})
+				l := &blockingLog{db: db, release: make(chan struct{})}
+				close(l.release)
+				require.NoError(t, db.attachLog(l))
+				x, v := NewVar(nil, 0), NewVar(nil, 0)
+				sh := stageHook{}
+				boom := fmt.Sprintf("boom in %s", where)
+				if where == "Pending" {
+					sh.pending = func() bool { panic(boom) }
+				} else {
+					sh.stage = func() { panic(boom) }
+				}
+				attempts := 0
+				func() {
+					defer func() { assert.Equal(t, boom, recover()) }()
+					_ = db.Run(ctx, func(tx *Tx) error {
+						attempts++
+						if serial {
+							escalate(t, tx, db, v)
+						}
+						x.Load(tx)
+						x.Store(tx, 5)
+						durableWrite(tx, sh)
+						return nil
+					})
+				}()
+				if serial {
+					assert.Equal(t, 3, attempts, "two stale attempts, then the panic in serial mode: not rerun")
+				} else {
+					assert.Equal(t, 1, attempts, "a commit-path panic is not a stale read")
+				}
+				assert.Equal(t, 0, loadV(t, db, x), "nothing published")
+				// Locks, sequencer and gate are free: durable and in-memory
+				// commits on the same record go through.
+				require.NoError(t, db.Run(ctx, func(tx *Tx) error {
+					x.Store(tx, 6)
+					durableWrite(tx, stageHook{})
+					return nil
+				}))
+				require.NoError(t, db.Run(ctx, func(tx *Tx) error { x.Store(tx, 7); return nil }))
+				assert.Equal(t, 7, loadV(t, db, x))
+				assert.NoError(t, db.Err())
+			})
+		}
+	}
+}
+
+// TestReadersWaitForDurable: a transaction that read a value whose durable
+// commit is not on disk yet does not return, and its hooks do not run,
+// until it is; a reader of older values does not wait.
+func TestReadersWaitForDurable(t *testing.T) {
+	for _, kind := range []string{"read-only", "in-memory update", "rollback"} {
+		t.Run(kind, func(t *testing.T) {
+			ctx := deadline(t)
+			db, _ := Open(nil)
+			l := &blockingLog{db: db, release: make(chan struct{})}
+			require.NoError(t, db.attachLog(l))
+			x, y := NewVar(nil, 0), NewVar(nil, 0)
+			old := NewVar(nil, 41)
+			writer := make(chan error, 1)
+			go func() {
+				writer <- db.Run(context.Background(), func(tx *Tx) error {
+					x.Store(tx, 1)
+					durableWrite(tx, stageHook{})
+					return nil
+				})
+			}()
+			// Wait until the write is published (it is not durable yet).
+			for loadPublished(x) != 1 {
+				runtime.Gosched()
+			}
+			// A reader of old values only goes on at once.
+			assert.Equal(t, 41, loadV(t, db, old))
+
+			var released atomic.Bool
+			var sawBeforeRelease atomic.Bool
+			read := make(chan struct{})
+			reader := make(chan error, 1)
+			go func() {
+				reader <- db.Run(ctx, func(tx *Tx) error {
+					v, _ := x.Load(tx)
+					onEnd(tx, "hook", func(bool) {
+						if !released.Load() {
+							sawBeforeRelease.Store(true)
+						}
+					})
+					if tx.Attempt() == 1 {
+						close(read)
+					}
+					switch kind {
+					case "in-memory update":
+						y.Store(tx, v)
+					case "rollback":
+						return errors.New("decided on x")
+					}
+					return nil
+				})
+				if !released.Load() {
+					sawBeforeRelease.Store(true)
+				}
+			}()
+			<-read
+			select {
+			case err := <-reader:
+				t.Fatalf("the reader returned (%v) before the value it read was durable", err)
+			default:
+			}
+			released.Store(true)
+			close(l.release)
+			require.NoError(t, <-writer)
+			err := <-reader
+			if kind == "rollback" {
+				assert.EqualError(t, err, "decided on x")
+			} else {
+				assert.NoError(t, err)
+			}
+			assert.False(t, sawBeforeRelease.Load(), "returned or ran a hook before the value it read was durable")
+		})
+	}
+}
+
+// loadPublished reads x's published value outside any transaction.
+func loadPublished(x *Var[int]) int {
+	if x.c.meta.Load()&lockedBit != 0 {
+		return -1
+	}
+	return int(x.c.word.Load())
+}
+
+// TestReaderOfLostValueFails: when the write of a value a transaction read
+// fails, the reader does not return success: it gets ErrStopped.
+func TestReaderOfLostValueFails(t *testing.T) {
+	ctx := deadline(t)
+	db, _ := Open(nil)
+	l := &blockingLog{db: db, release: make(chan struct{}), fail: errors.New("disk on fire")}
+	require.NoError(t, db.attachLog(l))
+	x := NewVar(nil, 0)
+	writer := make(chan error, 1)
+	go func() {
+		writer <- db.Run(context.Background(), func(tx *Tx) error {
+			x.Store(tx, 1)
+			durableWrite(tx, stageHook{})
+			return nil
+		})
+	}()
+	for loadPublished(x) != 1 {
+		runtime.Gosched()
+	}
+	read := make(chan struct{})
+	reader := make(chan error, 1)
+	go func() {
+		reader <- db.Run(ctx, func(tx *Tx) error {
+			x.Load(tx)
+			if tx.Attempt() == 1 {
+				close(read)
+			}
+			return nil
+		})
+	}()
+	<-read
+	close(l.release)
+	assert.ErrorIs(t, <-writer, ErrOutcomeUnknown)
+	assert.ErrorIs(t, <-reader, ErrStopped)
+}
+
+func TestOptionsEscalateAfterMaxAttempts(t *testing.T) {
+	_, err := Open(&Options{MaxAttempts: 5, EscalateAfter: 10})
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "EscalateAfter is 10, more than MaxAttempts (5)")
+	o, err := Open(&Options{MaxAttempts: 5})
+	require.NoError(t, err, "the default EscalateAfter follows a small MaxAttempts")
+	assert.Equal(t, 5, o.Options().EscalateAfter)
+}

@@ -31,11 +31,11 @@ type ledgerService struct {
 
 	mu struct {
 		sync.Mutex
-		n        int                // requests served
+		n        int                  // requests served
 		ops      map[string]*ledgerOp // forward OpID → its record
-		keys     map[string]int     // idempotency key → requests
-		failures bool               // the schedule of faults is on
-		hook     func(event string) // kill points; may be nil
+		keys     map[string]int       // idempotency key → requests
+		failures bool                 // the schedule of faults is on
+		hook     func(event string)   // kill points; may be nil
 	}
 }
 

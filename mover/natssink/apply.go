@@ -1,0 +1,244 @@
+package natssink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zest-stm/zest/mover"
+)
+
+// maxScan bounds how many messages of a subject the sink reads to find
+// whether its publish landed, after the server refused the chain.
+const maxScan = 1000
+
+// Apply implements mover.Sink.
+func (s *Sink) Apply(ctx context.Context, d mover.Delivery) error {
+	if d.Kind != KindPublish {
+		return mover.Permanent(fmt.Errorf("natssink: unknown kind %q", d.Kind))
+	}
+	subject := d.Key
+	if !validSubject(subject) {
+		return mover.Permanent(fmt.Errorf("natssink: %q is not a subject to publish to", subject))
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	st, err := s.stream(ctx)
+	if err != nil {
+		return err
+	}
+	expected, known := s.lastOf(subject)
+	if !known {
+		// First publish on the subject in this process: read where its chain
+		// stands, and whether this entry is already there (a replay).
+		m, err := lastMsg(ctx, st, subject)
+		if err != nil {
+			return err
+		}
+		if m != nil {
+			if landed(m, d) {
+				s.setLast(subject, m.Sequence)
+				return nil
+			}
+			expected = m.Sequence
+		}
+	}
+	for try := 0; ; try++ {
+		seq, err := s.publish(ctx, subject, expected, d)
+		if err == nil {
+			s.setLast(subject, seq)
+			return nil
+		}
+		if !wrongLast(err) || try > 0 {
+			s.forget(subject) // re-read the chain next time
+			return err
+		}
+		// The subject moved since expected: an earlier attempt of this entry
+		// landed, or a message this sink did not know of is there.
+		r, err := s.resolve(ctx, st, subject, expected, d)
+		if err != nil {
+			s.forget(subject)
+			return err
+		}
+		if r.landed {
+			s.setLast(subject, r.newest)
+			return nil
+		}
+		expected = r.newest
+	}
+}
+
+func (s *Sink) publish(ctx context.Context, subject string, expected uint64, d mover.Delivery) (uint64, error) {
+	msg := nats.NewMsg(subject)
+	msg.Data = d.Payload
+	for k, v := range d.Meta {
+		msg.Header.Set(k, v)
+	}
+	msg.Header.Set(HeaderWriter, d.Writer)
+	msg.Header.Set(HeaderSeq, strconv.FormatUint(d.Seq, 10))
+	ack, err := s.js.PublishMsg(ctx, msg,
+		jetstream.WithMsgID(d.OpID),
+		jetstream.WithExpectLastSequencePerSubject(expected),
+		jetstream.WithExpectStream(s.opts.Stream))
+	if err != nil {
+		return 0, classify(fmt.Errorf("natssink: publish %s (entry %d): %w", subject, d.Seq, err))
+	}
+	return ack.Sequence, nil
+}
+
+// resolution is what resolve found on a subject after the chain's CAS
+// failed.
+type resolution struct {
+	landed bool   // the entry is on the subject
+	newest uint64 // the subject's newest message (0: none)
+}
+
+// resolve reads the subject's messages after expected. It returns landed if
+// the entry is among them; an error of class "conflict" (permanent) if a
+// message of another writer is; otherwise (messages of this writer it did
+// not track, or messages removed by the stream's limits) the sequence to
+// chain on.
+func (s *Sink) resolve(ctx context.Context, st jetstream.Stream, subject string, expected uint64, d mover.Delivery) (resolution, error) {
+	r := resolution{newest: expected}
+	var foreign *jetstream.RawStreamMsg
+	next := expected + 1
+	for n := 0; ; n++ {
+		if n == maxScan {
+			return r, fmt.Errorf("natssink: %s: more than %d messages since sequence %d; will read again", subject, maxScan, expected)
+		}
+		m, err := st.GetMsg(ctx, next, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return r, classify(fmt.Errorf("natssink: read %s after sequence %d: %w", subject, expected, err))
+		}
+		if landed(m, d) {
+			r.landed = true
+		}
+		if m.Header.Get(HeaderWriter) != d.Writer && foreign == nil {
+			foreign = m
+		}
+		r.newest, next = m.Sequence, m.Sequence+1
+	}
+	switch {
+	case r.landed:
+		return r, nil
+	case foreign != nil:
+		return r, mover.Permanent(mover.WithClass("conflict", fmt.Errorf(
+			"natssink: subject %s has message %d from another writer (%q, not this queue %q) since the sink's last publish (%d): one writer per subject; not published",
+			subject, foreign.Sequence, foreign.Header.Get(HeaderWriter), d.Writer, expected)))
+	case r.newest == expected:
+		// Nothing after expected: the stream dropped messages (limits,
+		// purge). Chain on what is there now.
+		m, err := lastMsg(ctx, st, subject)
+		if err != nil {
+			return r, err
+		}
+		r.newest = 0
+		if m != nil {
+			if landed(m, d) {
+				return resolution{landed: true, newest: m.Sequence}, nil
+			}
+			r.newest = m.Sequence
+		}
+	}
+	return r, nil
+}
+
+// lastMsg returns the subject's last message, or nil if it has none.
+func lastMsg(ctx context.Context, st jetstream.Stream, subject string) (*jetstream.RawStreamMsg, error) {
+	m, err := st.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, classify(fmt.Errorf("natssink: read the last message of %s: %w", subject, err))
+	}
+	return m, nil
+}
+
+// landed reports whether m is d's message, or a newer entry of the same
+// writer (which, per-subject order being kept, came after d).
+func landed(m *jetstream.RawStreamMsg, d mover.Delivery) bool {
+	if d.Writer == "" || m.Header.Get(HeaderWriter) != d.Writer {
+		return false
+	}
+	seq, err := strconv.ParseUint(m.Header.Get(HeaderSeq), 10, 64)
+	return err == nil && seq >= d.Seq
+}
+
+func (s *Sink) lastOf(subject string) (uint64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.mu.last[subject]
+	return v, ok
+}
+
+func (s *Sink) setLast(subject string, seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.mu.last) >= maxKnownSubjects {
+		clear(s.mu.last)
+	}
+	s.mu.last[subject] = seq
+}
+
+func (s *Sink) forget(subject string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.mu.last, subject)
+}
+
+func wrongLast(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) &&
+		(api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// validSubject reports whether s is a subject one can publish to: tokens
+// separated by dots, none empty, no wildcards or whitespace.
+func validSubject(s string) bool {
+	if s == "" || strings.ContainsAny(s, " \t\r\n*>") {
+		return false
+	}
+	for _, tok := range strings.Split(s, ".") {
+		if tok == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// classify marks errors retrying cannot fix as permanent, and gives the
+// others a class (see mover.ErrorClass).
+func classify(err error) error {
+	var api *jetstream.APIError
+	switch {
+	case errors.As(err, &api) && wrongLast(err):
+		return err
+	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject),
+		errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, nats.ErrAuthorization),
+		errors.Is(err, nats.ErrPermissionViolation):
+		return mover.Permanent(err)
+	case errors.As(err, &api) && api.Code >= 400 && api.Code < 500 && api.Code != 408 && api.Code != 429:
+		return mover.Permanent(err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return mover.WithClass(mover.ClassTimeout, err)
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse):
+		return mover.WithClass("unavailable", err)
+	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionReconnecting),
+		errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrReconnectBufExceeded):
+		return mover.WithClass(mover.ClassNetwork, err)
+	}
+	return err
+}
+
+// The sink does not implement mover.Superseder: messages are appended,
+// never replaced, so no entry supersedes another.
+var _ mover.Sink = (*Sink)(nil)

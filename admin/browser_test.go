@@ -164,6 +164,32 @@ func TestBrowserReplay(t *testing.T) {
 		waitJS(`document.getElementById("status").textContent.startsWith("replayed #")`),
 	)
 	screenshot(t, ctx, "replayed.png")
+
+	// Pause the mover from the page; an entry committed meanwhile is
+	// delivered once it is resumed from the page.
+	do(t, ctx, "pausing the mover from the page",
+		chromedp.Click(chromedp.CSS(`[data-queue="main"] button.act-pause`)),
+		chromedp.WaitVisible(chromedp.ID("confirm")),
+		chromedp.Click(chromedp.ID("confirm-ok")),
+		waitJS(`document.querySelector('[data-queue="main"] .badge')?.textContent === "mover paused"`),
+	)
+	if !e.m.Paused() {
+		t.Fatal("the page says paused; the mover is not")
+	}
+	late := e.enqueue(e.db, e.q, "late")
+	do(t, ctx, "resuming the mover from the page",
+		waitJS(fmt.Sprintf(`document.querySelector('[data-queue="main"] tr.pending[data-seq="%d"]') !== null`, late[0])),
+		chromedp.Click(chromedp.CSS(`[data-queue="main"] button.act-resume`)),
+		chromedp.WaitVisible(chromedp.ID("confirm")),
+		chromedp.Click(chromedp.ID("confirm-ok")),
+	)
+	if got := e.sink.waitDelivered(t, 4); got[3].Seq != late[0] {
+		t.Fatalf("after resume delivered %+v, want seq %d", got[3], late[0])
+	}
+	do(t, ctx, "waiting for the page to show the mover running",
+		waitJS(`document.querySelector('[data-queue="main"] .badge')?.textContent === "mover running"`),
+		waitJS(`document.querySelector('[data-queue="main"] [data-stat="delivered"] .value')?.textContent === "4"`),
+	)
 }
 
 // TestBrowserReadOnly: a read-only page offers no actions, and a POST made

@@ -25,12 +25,14 @@ import (
 type flakySink struct {
 	mu        sync.Mutex
 	failing   map[string]bool
+	retrying  map[string]bool // fail these with a retryable error
+	failures  chan string     // a key per retryable failure, when not full
 	delivered []effectqueue.Item
 	changed   chan struct{} // closed and replaced on each delivery
 }
 
 func newFlakySink(failing ...string) *flakySink {
-	s := &flakySink{failing: map[string]bool{}, changed: make(chan struct{})}
+	s := &flakySink{failing: map[string]bool{}, retrying: map[string]bool{}, changed: make(chan struct{}), failures: make(chan string, 1)}
 	for _, k := range failing {
 		s.failing[k] = true
 	}
@@ -43,6 +45,13 @@ func (s *flakySink) Apply(ctx context.Context, d mover.Delivery) error {
 	if s.failing[d.Key] {
 		return mover.Permanent(errors.New("sink refuses " + d.Key))
 	}
+	if s.retrying[d.Key] {
+		select {
+		case s.failures <- d.Key:
+		default:
+		}
+		return errors.New("sink is down for " + d.Key)
+	}
 	s.delivered = append(s.delivered, d.Item)
 	close(s.changed)
 	s.changed = make(chan struct{})
@@ -52,6 +61,7 @@ func (s *flakySink) Apply(ctx context.Context, d mover.Delivery) error {
 func (s *flakySink) succeed(key string) {
 	s.mu.Lock()
 	delete(s.failing, key)
+	delete(s.retrying, key)
 	s.mu.Unlock()
 }
 
@@ -116,7 +126,7 @@ func newEnv(t *testing.T, opts *admin.Options, failing ...string) *env {
 	}
 	t.Cleanup(func() { e.idle.Close() })
 	e.m, err = mover.New(e.q, map[string]mover.Sink{"t": e.sink}, &mover.Options{
-		BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, PollInterval: 50 * time.Millisecond, Logger: logger})
+		MaxAttempts: 100000, BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, PollInterval: 50 * time.Millisecond, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,12 +262,5 @@ func (e *env) state() state {
 		return s
 	}
 	return state{MainHead: e.q.Head(), IdleHead: e.idle.Head(), MainDepth: e.q.Depth(), IdleDepth: e.idle.Depth(),
-		MainDead: dead(e.q), IdleDead: dead(e.idle), Delivered: len(e.sink.deliveries()), Paused: paused(e.m)}
-}
-
-func paused(m *mover.Mover) bool {
-	if p, ok := any(m).(interface{ Paused() bool }); ok {
-		return p.Paused()
-	}
-	return false
+		MainDead: dead(e.q), IdleDead: dead(e.idle), Delivered: len(e.sink.deliveries()), Paused: e.m.Paused()}
 }

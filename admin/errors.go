@@ -31,7 +31,7 @@ var (
 	ErrUnauthorized = errors.New("admin: unauthorized")
 	// ErrMethod is a method the path does not serve (HTTP 405).
 	ErrMethod = errors.New("admin: method not allowed")
-	// ErrUnsupported is an action the configured component cannot do, such
-	// as pausing a mover built without pause support (HTTP 501).
+	// ErrUnsupported is an action that a section's package does not offer
+	// (HTTP 501).
 	ErrUnsupported = errors.New("admin: not supported")
 )

@@ -37,9 +37,7 @@ type QueueSummary struct {
 
 // MoverSummary is the state of a queue's mover.
 type MoverSummary struct {
-	// Pausable says whether the mover supports pause and resume.
-	Pausable bool `json:"pausable"`
-	Paused   bool `json:"paused"`
+	Paused bool `json:"paused"`
 	// Delivered (acked after the sink confirmed), Retries, DeadLettered
 	// and Superseded count since the mover was made.
 	Delivered    uint64  `json:"delivered"`
@@ -50,6 +48,15 @@ type MoverSummary struct {
 	Buffered     int     `json:"buffered"`
 	LatencyP50   float64 `json:"latencyP50Seconds"`
 	LatencyP99   float64 `json:"latencyP99Seconds"`
+	// BySink splits the counters by sink name.
+	BySink map[string]SinkSummary `json:"bySink,omitempty"`
+}
+
+// SinkSummary counts one sink's outcomes since the mover was made.
+type SinkSummary struct {
+	Delivered    uint64 `json:"delivered"`
+	Retries      uint64 `json:"retries"`
+	DeadLettered uint64 `json:"deadLettered"`
 }
 
 // LaneState is one ordering key of a mover: its head entry and whether it is
@@ -114,13 +121,6 @@ type BatchResult struct {
 // deadCountCap bounds the dead letters counted for a summary: counting reads
 // them, and a summary must stay cheap.
 const deadCountCap = 10000
-
-// pauser is what a mover needs for pause and resume.
-type pauser interface {
-	Pause()
-	Resume()
-	Paused() bool
-}
 
 func (h *handler) addQueueRoutes() {
 	h.add("GET", "queues", h.listQueues)
@@ -242,16 +242,11 @@ func (h *handler) summary(ctx context.Context, name string) (QueueSummary, error
 	if m := h.opts.Movers[name]; m != nil {
 		s.Mover = moverSummary(m)
 	}
-	lanes, err := h.lanes(ctx, name)
+	lanes, blocked, err := h.lanes(ctx, name)
 	if err != nil {
 		return s, err
 	}
-	s.Lanes = lanes
-	for _, l := range lanes {
-		if l.Failing {
-			s.LanesBlocked++
-		}
-	}
+	s.Lanes, s.LanesBlocked = lanes, blocked
 	return s, nil
 }
 
@@ -259,11 +254,14 @@ func moverSummary(m *mover.Mover) *MoverSummary {
 	st := m.Stats()
 	ms := &MoverSummary{
 		Delivered: st.Delivered, Retries: st.Retries, DeadLettered: st.DeadLettered, Superseded: st.Superseded,
-		InFlight: st.InFlight, Buffered: st.Buffered,
+		InFlight: st.InFlight, Buffered: st.Buffered, Paused: st.Paused,
 		LatencyP50: st.LatencyP50.Seconds(), LatencyP99: st.LatencyP99.Seconds(),
 	}
-	if p, ok := any(m).(pauser); ok {
-		ms.Pausable, ms.Paused = true, p.Paused()
+	if len(st.BySink) > 0 {
+		ms.BySink = make(map[string]SinkSummary, len(st.BySink))
+		for name, ss := range st.BySink {
+			ms.BySink[name] = SinkSummary{Delivered: ss.Delivered, Retries: ss.Retries, DeadLettered: ss.DeadLettered}
+		}
 	}
 	return ms
 }
@@ -595,7 +593,7 @@ func (h *handler) discardBatch(r *Request) (any, error) {
 	return res, nil
 }
 
-func (h *handler) moverOf(r *Request) (string, pauser, error) {
+func (h *handler) moverOf(r *Request) (string, *mover.Mover, error) {
 	name, _, err := h.queue(r)
 	if err != nil {
 		return "", nil, err
@@ -610,11 +608,7 @@ func (h *handler) moverOf(r *Request) (string, pauser, error) {
 	if m == nil {
 		return "", nil, fmt.Errorf("%w: queue %q has no mover in the admin options", ErrNotFound, name)
 	}
-	p, ok := any(m).(pauser)
-	if !ok {
-		return "", nil, fmt.Errorf("%w: this mover cannot pause", ErrUnsupported)
-	}
-	return name, p, nil
+	return name, m, nil
 }
 
 func (h *handler) pauseMover(r *Request) (any, error) {

@@ -118,11 +118,9 @@
     const head = el("h2", { text: "Queue " + q.name + " " });
     if (m) {
       head.append(el("span", { class: "badge " + (m.paused ? "paused" : "running"), text: m.paused ? "mover paused" : "mover running" }));
-      if (m.pausable) {
-        head.append(m.paused
-          ? button("Resume mover", "act-resume", "Resume the mover of queue " + q.name + "?", () => call("POST", qp + "/mover/resume").then(() => status("mover resumed")))
-          : button("Pause mover", "act-pause", "Pause the mover of queue " + q.name + "? Nothing will be delivered until it is resumed.", () => call("POST", qp + "/mover/pause").then(() => status("mover paused"))));
-      }
+      head.append(m.paused
+        ? button("Resume mover", "act-resume", "Resume the mover of queue " + q.name + "?", () => call("POST", qp + "/mover/resume").then(() => status("mover resumed")))
+        : button("Pause mover", "act-pause", "Pause the mover of queue " + q.name + "? Nothing will be delivered until it is resumed.", () => call("POST", qp + "/mover/pause").then(() => status("mover paused"))));
     }
     box.append(head);
     const cs = el("div", { class: "counters" },
@@ -134,11 +132,12 @@
       counter("p99 latency", fmtAge(m.latencyP99Seconds), "p99"));
     box.append(cs);
 
-    box.append(el("h3", { text: "Lanes" }), table("lanes", ["key", "head seq", "kind", "pending", "attempts", "last error", "next retry"],
-      (q.lanes || []).map(l => el("tr", { class: l.failing ? "failing" : "", "data-key": l.key },
+    box.append(el("h3", { text: "Lanes" }), table("lanes", ["key", "head seq", "kind", "pending", "attempts", "error class", "last error", "failing since", "next retry"],
+      (q.lanes || []).map(l => el("tr", { class: "lane" + (l.failing ? " failing" : ""), "data-key": l.key },
         el("td", { text: l.key }), el("td", { text: String(l.seq) }), el("td", { text: l.kind }),
         el("td", { text: String(l.pending || "") }), el("td", { text: String(l.attempts || "") }),
-        el("td", { class: "err", text: l.lastError || "" }), el("td", { text: fmtTime(l.nextRetry) })))));
+        el("td", { text: l.errorClass || "" }), el("td", { class: "err", text: l.lastError || "" }),
+        el("td", { text: fmtTime(l.failingSince) }), el("td", { text: fmtTime(l.nextRetry) })))));
 
     const deadRows = dead.items.map(d => el("tr", { class: "dead", "data-seq": String(d.seq), "data-key": d.key },
       el("td", { text: String(d.seq) }), el("td", { text: d.kind }), el("td", { text: d.key }),

@@ -251,6 +251,18 @@ func TestSingleActionsAndPending(t *testing.T) {
 	if len(s.dead(s.q)) != 0 {
 		t.Fatal("dead letter left after replay")
 	}
+	code, out, _ = s.zest("--queue", "main", "mover", "pause")
+	if code != 0 || out != "mover of main: paused\n" || !s.m.Paused() {
+		t.Fatalf("mover pause: %d %q (paused %v)", code, out, s.m.Paused())
+	}
+	code, out, _ = s.zest("queue", "--queue", "main")
+	if code != 0 || !regexpLine(out, `^main\s.*\spaused\s`) {
+		t.Fatalf("queue while paused: %d\n%s", code, out)
+	}
+	code, out, _ = s.zest("--queue", "main", "mover", "resume", "--json")
+	if code != 0 || !strings.Contains(out, `"paused": false`) || s.m.Paused() {
+		t.Fatalf("mover resume: %d %q", code, out)
+	}
 }
 
 // TestExitCodes: each kind of failure has its exit code and a message on

@@ -6,13 +6,17 @@
 //
 // # Effectively once
 //
-// Every object written carries the entry's operation id and sequence number
-// in its user metadata (X-Amz-Meta-Zest-Op, X-Amz-Meta-Zest-Seq). When an
-// earlier attempt may have landed (a retry after a timeout, or an entry
-// pending when the mover restarted), the sink first reads the object's
-// metadata: if it already holds this entry's sequence number or a newer one,
-// the entry is done and nothing is written. So a retry or a crash-replay
-// neither duplicates an object nor rolls it back to an older version.
+// Every object written carries the entry's operation id, the id of the
+// queue that committed it (the writer) and its sequence number in its user
+// metadata (X-Amz-Meta-Zest-Op, X-Amz-Meta-Zest-Writer, X-Amz-Meta-Zest-Seq).
+// When an earlier attempt may have landed (a retry after a timeout, or an
+// entry pending when the mover restarted), the sink first reads the
+// object's metadata: if it was written by the same queue, with this entry's
+// sequence number or a newer one, the entry is done and nothing is written.
+// So a retry or a crash-replay neither duplicates an object nor rolls it
+// back to an older version. An object written by another queue (or by this
+// queue before it was recreated, or by a version of Zest that did not record
+// the writer) never counts as landed: the entry is written.
 //
 // minio-go's own retries are turned off (the mover retries, with backoff
 // and persisted state), so an ambiguous failure is always seen and checked.
@@ -45,8 +49,9 @@ const (
 
 // Metadata keys the sink sets on every object it writes.
 const (
-	MetaOp  = "Zest-Op"
-	MetaSeq = "Zest-Seq"
+	MetaOp     = "Zest-Op"
+	MetaWriter = "Zest-Writer"
+	MetaSeq    = "Zest-Seq"
 )
 
 // Put returns an entry that writes data to bucket/object, with the content
@@ -250,7 +255,7 @@ func (s *Sink) Apply(ctx context.Context, d mover.Delivery) error {
 		return err
 	}
 	if d.MayHaveLanded {
-		done, err := s.landed(ctx, bucket, object, d.Seq)
+		done, err := s.landed(ctx, bucket, object, d.Writer, d.Seq)
 		if err != nil {
 			return err
 		}
@@ -264,7 +269,8 @@ func (s *Sink) Apply(ctx context.Context, d mover.Delivery) error {
 		}
 		return nil
 	}
-	opts := minio.PutObjectOptions{UserMetadata: map[string]string{MetaOp: d.OpID, MetaSeq: strconv.FormatUint(d.Seq, 10)}}
+	opts := minio.PutObjectOptions{UserMetadata: map[string]string{
+		MetaOp: d.OpID, MetaWriter: d.Writer, MetaSeq: strconv.FormatUint(d.Seq, 10)}}
 	for k, v := range d.Meta {
 		switch lk := strings.ToLower(k); {
 		case lk == "content-type":
@@ -280,9 +286,10 @@ func (s *Sink) Apply(ctx context.Context, d mover.Delivery) error {
 	return nil
 }
 
-// landed reports whether the object already reflects entry seq or a newer
-// one, so that applying seq again would duplicate or roll it back.
-func (s *Sink) landed(ctx context.Context, bucket, object string, seq uint64) (bool, error) {
+// landed reports whether the object already reflects entry seq of writer,
+// or a newer entry of the same writer, so that applying seq again would
+// duplicate or roll it back. Sequence numbers of other writers say nothing.
+func (s *Sink) landed(ctx context.Context, bucket, object, writer string, seq uint64) (bool, error) {
 	info, err := s.c.StatObject(ctx, bucket, object, minio.StatObjectOptions{})
 	if err != nil {
 		if minio.ToErrorResponse(err).Code == "NoSuchKey" {
@@ -290,13 +297,20 @@ func (s *Sink) landed(ctx context.Context, bucket, object string, seq uint64) (b
 		}
 		return false, classify(err, fmt.Errorf("s3sink: check %s/%s: %w", bucket, object, err))
 	}
+	var haveWriter, haveSeq string
 	for k, v := range info.UserMetadata {
-		if strings.EqualFold(k, MetaSeq) {
-			have, err := strconv.ParseUint(v, 10, 64)
-			return err == nil && have >= seq, nil
+		switch {
+		case strings.EqualFold(k, MetaWriter):
+			haveWriter = v
+		case strings.EqualFold(k, MetaSeq):
+			haveSeq = v
 		}
 	}
-	return false, nil
+	if writer == "" || haveWriter != writer {
+		return false, nil
+	}
+	have, err := strconv.ParseUint(haveSeq, 10, 64)
+	return err == nil && have >= seq, nil
 }
 
 // Supersedes implements mover.Superseder: a put or delete replaces the whole
@@ -317,16 +331,22 @@ var permanentCodes = map[string]bool{
 
 // classify returns wrapped, marked permanent when raw (minio-go's error, whose
 // S3 code ToErrorResponse can only read unwrapped) says retrying cannot help.
-// Network errors, timeouts, 5xx and throttling stay retryable.
+// Network errors, timeouts, 5xx and throttling stay retryable; throttling
+// gets the error class "throttled", other 5xx "server" (see
+// mover.ErrorClass).
 func classify(raw, wrapped error) error {
 	r := minio.ToErrorResponse(raw)
-	if permanentCodes[r.Code] {
+	throttled := r.StatusCode == http.StatusTooManyRequests || r.Code == "SlowDown" || r.Code == "RequestTimeout" ||
+		r.StatusCode == http.StatusRequestTimeout
+	switch {
+	case permanentCodes[r.Code]:
 		return mover.Permanent(wrapped)
-	}
-	if r.StatusCode >= 400 && r.StatusCode < 500 &&
-		r.StatusCode != http.StatusRequestTimeout && r.StatusCode != http.StatusTooManyRequests &&
-		r.Code != "SlowDown" && r.Code != "RequestTimeout" {
+	case throttled:
+		return mover.WithClass("throttled", wrapped)
+	case r.StatusCode >= 400 && r.StatusCode < 500:
 		return mover.Permanent(wrapped)
+	case r.StatusCode >= 500:
+		return mover.WithClass("server", wrapped)
 	}
 	return wrapped
 }

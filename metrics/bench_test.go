@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -185,10 +186,122 @@ func commitsWhileScraped(b *testing.B, every time.Duration) {
 	}
 }
 
+var scrapeWindow = flag.Duration("scrape.window", time.Second, "BenchmarkCommitsScrapeWindows: length of one window")
+
+// BenchmarkCommitsScrapeWindows measures the same commits as
+// BenchmarkCommitsWhileScraped in one continuous run on one queue, with the
+// 100 ms scrape switched on and off in alternating windows (-scrape.window,
+// 1 s by default; the order alternates, off-on then on-off). Windows next
+// to each other share the machine's load, so their ratio is steadier than
+// that of separate runs on a shared machine. One op is one pair of windows:
+//
+//	go test -run '^$' -bench CommitsScrapeWindows -benchtime 30x -count 3 ./metrics
+//
+// It reports commits/s in each kind of window, their ratio (scraped ÷ not
+// scraped, from the totals), and the median of the pairs' ratios.
+func BenchmarkCommitsScrapeWindows(b *testing.B) {
+	f := newBenchFixture(b)
+	defer f.close()
+	ctx := context.Background()
+	stop := make(chan struct{})
+	var commits atomic.Int64
+	var on atomic.Bool
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	for w := range 4 * runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), 0))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := r.IntN(1024)
+				err := f.db.Run(ctx, func(tx *stm.Tx) error {
+					v, _ := f.bags.Get(tx, k)
+					f.bags.Put(tx, k, v+1)
+					return f.q.Enqueue(tx, effectqueue.Entry{Kind: "s3.put", Key: fmt.Sprint("bags/", k), Payload: []byte("receipt")})
+				})
+				if err != nil {
+					fail(err)
+					return
+				}
+				commits.Add(1)
+			}
+		})
+	}
+	var scrapes atomic.Int64
+	wg.Go(func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			if !on.Load() {
+				continue
+			}
+			if err := scrape(f.url); err != nil {
+				fail(err)
+				return
+			}
+			scrapes.Add(1)
+		}
+	})
+	// window returns the commits made during one window with the scrape
+	// on or off.
+	window := func(scraping bool) float64 {
+		on.Store(scraping)
+		c0 := commits.Load()
+		time.Sleep(*scrapeWindow) // the measurement window, not a synchronisation
+		return float64(commits.Load() - c0)
+	}
+	window(false) // warm up
+	b.ResetTimer()
+	var sumOff, sumOn float64
+	var ratios []float64
+	for i := range b.N {
+		var off, scraped float64
+		if i%2 == 0 {
+			off, scraped = window(false), window(true)
+		} else {
+			scraped, off = window(true), window(false)
+		}
+		sumOff += off
+		sumOn += scraped
+		if off > 0 {
+			ratios = append(ratios, scraped/off)
+		}
+	}
+	b.StopTimer()
+	close(stop)
+	wg.Wait()
+	require.Empty(b, errs)
+	secs := scrapeWindow.Seconds() * float64(b.N)
+	b.ReportMetric(sumOff/secs, "commits/s-none")
+	b.ReportMetric(sumOn/secs, "commits/s-scraped")
+	if sumOff > 0 {
+		b.ReportMetric(sumOn/sumOff, "ratio")
+	}
+	if len(ratios) > 0 {
+		r := slices.Sorted(slices.Values(ratios))
+		b.ReportMetric((r[(len(r)-1)/2]+r[len(r)/2])/2, "median-pair-ratio")
+	}
+	b.ReportMetric(float64(scrapes.Load())/secs, "scrapes/s-scraped")
+}
+
 // BenchmarkScrape measures one scrape over HTTP of the fixture (a DB,
 // a queue with 100 dead letters, a mover), beside one gather without HTTP
-// and text encoding, and the dead-letter count alone (a collector of the
-// queue only: depth, oldest age and the count of 100 dead letters).
+// and text encoding.
 func BenchmarkScrape(b *testing.B) {
 	f := newBenchFixture(b)
 	defer f.close()
@@ -196,18 +309,6 @@ func BenchmarkScrape(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := f.reg.Gather(); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("queue-only", func(b *testing.B) {
-		c, err := metrics.NewCollector(&metrics.Options{Queues: map[string]*effectqueue.Queue{"main": f.q}})
-		require.NoError(b, err)
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(c)
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := reg.Gather(); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -220,4 +321,48 @@ func BenchmarkScrape(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkDeadLetterCount measures a gather of a collector of one queue
+// (depth, oldest age, dead letters) by the number of dead letters and the
+// size of their payloads: counting reads them. MaxDeadLetters is above n,
+// so every dead letter is counted; refresh=1m reuses the count.
+func BenchmarkDeadLetterCount(b *testing.B) {
+	for _, payload := range []int{16, 64 << 10} {
+		for _, n := range []int{0, 100, 1000} {
+			for _, refresh := range []time.Duration{0, time.Minute} {
+				if refresh > 0 && n != 1000 {
+					continue
+				}
+				b.Run(fmt.Sprintf("payload=%d/dead=%d/refresh=%v", payload, n, refresh), func(b *testing.B) {
+					db, q := openQueue(b, nil)
+					body := make([]byte, payload)
+					batch := max(1, min(50, (512<<10)/payload)) // entries per transaction, within one atomic write
+					for i := 0; i < n; i += batch {
+						require.NoError(b, db.Run(context.Background(), func(tx *stm.Tx) error {
+							for j := i; j < min(n, i+batch); j++ {
+								if err := q.Enqueue(tx, effectqueue.Entry{Kind: "s3.put", Key: fmt.Sprint("k", j), Payload: body}); err != nil {
+									return err
+								}
+							}
+							return nil
+						}))
+					}
+					deadLetterAll(b, q)
+					c, err := metrics.NewCollector(&metrics.Options{Queues: map[string]*effectqueue.Queue{"main": q},
+						MaxDeadLetters: n + 1, DeadLetterRefresh: refresh})
+					require.NoError(b, err)
+					reg := prometheus.NewRegistry()
+					reg.MustRegister(c)
+					b.ReportAllocs()
+					b.ResetTimer()
+					for b.Loop() {
+						if _, err := reg.Gather(); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			}
+		}
+	}
 }

@@ -23,6 +23,7 @@ type Collector struct {
 	opts   Options
 	queues []string // sorted names, so a scrape's order is stable
 	movers []string
+	dead   map[string]*deadCounter // by queue name
 	d      descs
 }
 
@@ -43,12 +44,17 @@ func NewCollector(opts *Options) (*Collector, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Collector{
+	c := &Collector{
 		opts:   o,
 		queues: slices.Sorted(maps.Keys(o.Queues)),
 		movers: slices.Sorted(maps.Keys(o.Movers)),
+		dead:   make(map[string]*deadCounter, len(o.Queues)),
 		d:      newDescs(),
-	}, nil
+	}
+	for name, q := range o.Queues {
+		c.dead[name] = &deadCounter{q: q, limit: o.MaxDeadLetters}
+	}
+	return c, nil
 }
 
 // Describe sends the descriptions of the metrics that this collector's
@@ -121,7 +127,7 @@ func causeLabel(c stm.Cause) string { return strings.ReplaceAll(c.String(), " ",
 func (c *Collector) collectQueue(ctx context.Context, ch chan<- prometheus.Metric, name string, q *effectqueue.Queue) {
 	ch <- prometheus.MustNewConstMetric(c.d.queueDepth, prometheus.GaugeValue, float64(q.Depth()), name)
 	ch <- prometheus.MustNewConstMetric(c.d.queueOldest, prometheus.GaugeValue, q.OldestAge().Seconds(), name)
-	n, truncated, err := countDeadLetters(ctx, q, c.opts.MaxDeadLetters)
+	n, truncated, err := c.dead[name].count(ctx, c.opts.DeadLetterRefresh)
 	if err != nil {
 		// The scrape says which metric failed (promhttp's HandlerOpts.ErrorHandling
 		// decides what the scraper sees); the other metrics stand.
@@ -131,33 +137,6 @@ func (c *Collector) collectQueue(ctx context.Context, ch chan<- prometheus.Metri
 	}
 	ch <- prometheus.MustNewConstMetric(c.d.queueDead, prometheus.GaugeValue, float64(n), name)
 	ch <- prometheus.MustNewConstMetric(c.d.queueDeadTrunc, prometheus.GaugeValue, boolValue(truncated), name)
-}
-
-// deadLetterPage is how many dead letters one read returns while counting.
-const deadLetterPage = 256
-
-// countDeadLetters counts q's dead letters, up to limit. The queue has no
-// count, so this reads them, a page at a time: O(dead letters) per call.
-func countDeadLetters(ctx context.Context, q *effectqueue.Queue, limit int) (n int, truncated bool, err error) {
-	var after uint64
-	for n < limit {
-		want := min(deadLetterPage, limit-n)
-		page, err := q.DeadLetters(ctx, after, want)
-		if err != nil {
-			return n, false, err
-		}
-		n += len(page)
-		if len(page) < want {
-			return n, false, nil
-		}
-		after = page[len(page)-1].Seq
-	}
-	// n == limit: one more read says whether there are more.
-	more, err := q.DeadLetters(ctx, after, 1)
-	if err != nil {
-		return n, false, err
-	}
-	return n, len(more) > 0, nil
 }
 
 func boolValue(b bool) float64 {

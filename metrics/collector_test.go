@@ -216,7 +216,7 @@ func TestDeadLetterCountBounds(t *testing.T) {
 		want      int
 		truncated int
 	}{
-		{max: 0, want: n, truncated: 0}, // default 10,000
+		{max: 0, want: 100, truncated: 1}, // default 100
 		{max: 1, want: 1, truncated: 1},
 		{max: 255, want: 255, truncated: 1},
 		{max: 256, want: 256, truncated: 1},
@@ -240,6 +240,32 @@ zest_queue_dead_letters_truncated{queue="q"} %d
 			require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(want), "zest_queue_dead_letters", "zest_queue_dead_letters_truncated"))
 		})
 	}
+}
+
+// TestDeadLetterRefresh: with a refresh interval, a count is reused until
+// it is older than the interval; without one, every scrape counts.
+func TestDeadLetterRefresh(t *testing.T) {
+	db, q := openQueue(t, nil)
+	enqueue(t, db, q, "s3.put", "a")
+	deadLetterAll(t, q)
+	queues := map[string]*effectqueue.Queue{"q": q}
+	every, err := metrics.NewCollector(&metrics.Options{Queues: queues})
+	require.NoError(t, err)
+	cached, err := metrics.NewCollector(&metrics.Options{Queues: queues, DeadLetterRefresh: time.Hour})
+	require.NoError(t, err)
+	expired, err := metrics.NewCollector(&metrics.Options{Queues: queues, DeadLetterRefresh: time.Nanosecond})
+	require.NoError(t, err)
+	dead := func(c *metrics.Collector) float64 { return gatherValues(t, c, "zest_queue_dead_letters")[`queue="q"`] }
+	for _, c := range []*metrics.Collector{every, cached, expired} {
+		assert.Equal(t, 1.0, dead(c))
+	}
+	enqueue(t, db, q, "s3.put", "b", "c")
+	deadLetterAll(t, q)
+	assert.Equal(t, 3.0, dead(every))
+	assert.Equal(t, 1.0, dead(cached), "counted less than an hour ago: reused")
+	assert.Equal(t, 3.0, dead(expired), "older than the interval: counted again")
+	// The depth is never cached.
+	assert.Equal(t, 0.0, gatherValues(t, cached, "zest_queue_depth")[`queue="q"`])
 }
 
 // TestClosedQueue: a queue closed under the collector fails only its
@@ -318,6 +344,7 @@ func TestOptions(t *testing.T) {
 		{"nil mover", &metrics.Options{Movers: map[string]metrics.Mover{"m": nil}}, []string{`Movers["m"] is nil`}, metrics.ErrOptions},
 		{"negative max", &metrics.Options{DB: db, MaxDeadLetters: -1}, []string{"MaxDeadLetters"}, metrics.ErrOptions},
 		{"negative timeout", &metrics.Options{DB: db, ScrapeTimeout: -time.Second}, []string{"ScrapeTimeout"}, metrics.ErrOptions},
+		{"negative refresh", &metrics.Options{DB: db, DeadLetterRefresh: -time.Second}, []string{"DeadLetterRefresh"}, metrics.ErrOptions},
 		{"two at once", &metrics.Options{DB: db, MaxDeadLetters: -1, ScrapeTimeout: -1}, []string{"MaxDeadLetters", "ScrapeTimeout"}, metrics.ErrOptions},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -30,7 +30,7 @@
 //
 //	zest_queue_depth{queue}                     gauge    entries committed, not acked or dead-lettered
 //	zest_queue_oldest_age_seconds{queue}        gauge    age of the oldest pending entry
-//	zest_queue_dead_letters{queue}              gauge    counted up to Options.MaxDeadLetters
+//	zest_queue_dead_letters{queue}              gauge    counted up to Options.MaxDeadLetters (default 100)
 //	zest_queue_dead_letters_truncated{queue}    gauge    1 when there are more than that
 //
 // From Options.Movers:
@@ -48,14 +48,19 @@
 //
 // A scrape takes no lock that a commit holds while it runs. The stm and hook
 // counters are atomics. Queue depth and oldest age take the queue's small
-// state mutex, which the queue's writer takes once per group write, after
-// the fsync, to add the written entries; nothing else is done under it.
-// Counting dead letters reads them from Badger in a read transaction
-// (Badger's reads do not block its writes), a page at a time: its cost grows
-// with the number of dead letters, which Options.MaxDeadLetters bounds.
-// Mover statistics take the mover's own locks, not the queue's. The
-// benchmark BenchmarkCommitsWhileScraped measures commits with and without
-// a scrape every 100 ms.
+// state mutex, which the queue's writer also takes once per group write,
+// after the fsync, to add the written entries; nothing else is done under
+// it. Mover statistics take the mover's own locks, not the queue's.
+//
+// Counting dead letters is the one cost that grows: the queue keeps no
+// count, so the collector reads the dead letters, payloads included, in
+// Badger read transactions (which do not block Badger's writes). On the
+// development machine that was about 2 µs per small dead letter and 0.3 ms
+// per 64 KiB one (0.1 to 0.3 ms in two runs). Options.MaxDeadLetters (default 100) bounds the count, and
+// Options.DeadLetterRefresh lets later scrapes reuse it.
+//
+// BenchmarkCommitsScrapeWindows and BenchmarkCommitsWhileScraped measure
+// durable commits with and without a scrape every 100 ms.
 //
 // # Caveats
 //

@@ -34,10 +34,16 @@ type Options struct {
 	// Default nil: none.
 	Idem IdemSource
 	// MaxDeadLetters bounds how many dead letters are counted per queue and
-	// scrape: counting reads them (see the package doc). A queue with more
-	// reports MaxDeadLetters and sets zest_queue_dead_letters_truncated.
-	// Default 10,000.
+	// count: the queue keeps no count, so counting reads the dead letters,
+	// payloads included (see "Cost of a scrape" in the package doc). A queue
+	// with more reports MaxDeadLetters and sets
+	// zest_queue_dead_letters_truncated. Default 100.
 	MaxDeadLetters int
+	// DeadLetterRefresh is how long a queue's dead-letter count is reused
+	// by later scrapes before the dead letters are counted again. Set it
+	// when scrapes are frequent or dead letters large. Default 0: every
+	// scrape counts.
+	DeadLetterRefresh time.Duration
 	// ScrapeTimeout bounds the reads of one scrape that can block (counting
 	// dead letters). Default 5s.
 	ScrapeTimeout time.Duration
@@ -47,7 +53,7 @@ type Options struct {
 }
 
 const (
-	defaultMaxDeadLetters = 10_000
+	defaultMaxDeadLetters = 100
 	defaultScrapeTimeout  = 5 * time.Second
 )
 
@@ -85,6 +91,9 @@ func (o *Options) withDefaults() (Options, error) {
 		bad("MaxDeadLetters is %d, must be >= 0", c.MaxDeadLetters)
 	case c.MaxDeadLetters == 0:
 		c.MaxDeadLetters = defaultMaxDeadLetters
+	}
+	if c.DeadLetterRefresh < 0 {
+		bad("DeadLetterRefresh is %v, must be >= 0", c.DeadLetterRefresh)
 	}
 	switch {
 	case c.ScrapeTimeout < 0:

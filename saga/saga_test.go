@@ -11,7 +11,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/zest-stm/zest/effectqueue"
 	"github.com/zest-stm/zest/mover"
 	"github.com/zest-stm/zest/saga"
 	"github.com/zest-stm/zest/stm"
@@ -466,4 +468,46 @@ func TestLocalStepFailure(t *testing.T) {
 		}
 	}
 	assert.True(t, skipped, "null compensation of the failed local step: %+v", in.History)
+}
+
+// TestDuplicateEntriesDropped delivers stale copies of a finished saga's
+// call entries (as a replay or a crash would): none reaches the remote.
+func TestDuplicateEntriesDropped(t *testing.T) {
+	rm := newRemote()
+	var f *saga.Flow[order]
+	e := openEnv(t, t.TempDir(), nil, func(e *env) { f = threeRemote(e, rm, "order", nil) })
+	require.NoError(t, e.start(f, "o1", order{}))
+	e.wait("o1")
+	before := map[string]int{}
+	for k, v := range rm.calls {
+		before[k] = v
+	}
+	require.NoError(t, e.db.Run(context.Background(), func(tx *stm.Tx) error {
+		for token := uint64(0); token <= 5; token++ {
+			payload, err := msgpack.Marshal(map[string]any{"i": "o1", "t": token})
+			if err != nil {
+				return err
+			}
+			if err := e.q.Enqueue(tx, effectqueue.Entry{Kind: saga.Kind, Key: "saga/o1", Payload: payload}); err != nil {
+				return err
+			}
+		}
+		// And one for a saga that does not exist, and a corrupt one.
+		payload, _ := msgpack.Marshal(map[string]any{"i": "nobody", "t": 1})
+		if err := e.q.Enqueue(tx, effectqueue.Entry{Kind: saga.Kind, Key: "saga/nobody", Payload: payload}); err != nil {
+			return err
+		}
+		return e.q.Enqueue(tx, effectqueue.Entry{Kind: saga.Kind, Key: "saga/x", Payload: []byte{0xc1}})
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, e.m.WaitDrained(ctx))
+	assert.Equal(t, before, rm.calls, "no call repeated")
+	dead, err := e.q.DeadLetters(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Len(t, dead, 1, "only the corrupt entry is dead-lettered")
+	assert.Contains(t, dead[0].Reason, "undecodable")
+	in, err := e.r.Inspect(ctx, "o1")
+	require.NoError(t, err)
+	assert.Equal(t, saga.Done, in.Phase)
 }

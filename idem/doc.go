@@ -72,11 +72,9 @@
 //     effects (including Stats) count only for the attempt that ends.
 //   - Lookup, Discard, Expire and Sweep run their own transactions: never
 //     call them inside a body.
-//   - Tokens live in memory (and on disk if durable). A live token costs
-//     about 200 bytes besides its key and result; see the README for the
-//     measured figure. Package table keeps an empty record for every key
-//     ever written, so a swept token's key stays in memory until the process
-//     restarts (a durable table does not load deleted records).
+//   - Tokens live in memory (and on disk if durable): a live token costs
+//     about 170 to 195 bytes besides its key, result and fingerprint (see
+//     TestMemoryPerToken). Swept tokens give their memory back.
 //   - A handler behind Middleware is a transaction body: it may be called
 //     more than once per request, must not do I/O other than through the Tx,
 //     and its response is sent only after the commit.

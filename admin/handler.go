@@ -258,6 +258,7 @@ type ActionRecord struct {
 	Time   time.Time `json:"time"`
 	Actor  string    `json:"actor"`
 	Path   string    `json:"path"`
+	Note   string    `json:"note,omitempty"`
 	Status int       `json:"status"`
 	Error  string    `json:"error,omitempty"`
 }
@@ -265,12 +266,12 @@ type ActionRecord struct {
 const maxActions = 200
 
 func (h *handler) record(req *Request, err error) {
-	a := ActionRecord{Time: time.Now().UTC(), Actor: req.Actor, Path: req.HTTP.URL.RequestURI(), Status: http.StatusOK}
+	a := ActionRecord{Time: time.Now().UTC(), Actor: req.Actor, Path: req.HTTP.URL.RequestURI(), Note: req.Note, Status: http.StatusOK}
 	level := slog.LevelInfo
 	if err != nil {
 		a.Status, a.Error, level = statusOf(err), err.Error(), slog.LevelWarn
 	}
-	h.opts.Logger.Log(req.Context(), level, "admin: action", "actor", a.Actor, "path", a.Path, "status", a.Status, "error", a.Error)
+	h.opts.Logger.Log(req.Context(), level, "admin: action", "actor", a.Actor, "path", a.Path, "note", a.Note, "status", a.Status, "error", a.Error)
 	h.mu.Lock()
 	h.mu.actions = append(h.mu.actions, a)
 	if n := len(h.mu.actions); n > maxActions {

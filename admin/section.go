@@ -48,7 +48,10 @@ type Request struct {
 	// HTTP is the underlying request.
 	HTTP *http.Request
 	// Actor names who made the request (Options.Actor).
-	Actor  string
+	Actor string
+	// Note, set by a route, is recorded with the action (the operator's
+	// reason).
+	Note   string
 	params map[string]string
 }
 
@@ -149,13 +152,17 @@ type Column struct {
 	Label string `json:"label"`
 }
 
-// LookupView is a form that fetches one item by key.
+// LookupView is a form that fetches one item by the fields an operator
+// types, and offers actions on it.
 type LookupView struct {
-	// Label names the key in the form ("token key").
+	// Label names the form ("Look up a token").
 	Label string `json:"label"`
-	// Path is a GET path with "{key}" where the typed key goes.
+	// Path is a GET path; the fields go in its query string.
 	Path string `json:"path"`
-	// Actions are offered on the item found.
+	// Fields are the form's inputs, by query parameter name.
+	Fields []Column `json:"fields"`
+	// Actions are offered on the item found; their body carries the
+	// fields too.
 	Actions []Action `json:"actions,omitempty"`
 }
 
@@ -165,7 +172,7 @@ type Action struct {
 	// Label is the button's text.
 	Label string `json:"label"`
 	// Path is a POST path; "{field}" is replaced by the item's field
-	// (path-escaped), "{key}" by the lookup's key.
+	// (path-escaped).
 	Path string `json:"path"`
 	// Confirm is the question asked before acting.
 	Confirm string `json:"confirm"`

@@ -173,51 +173,62 @@
     box.append(el("div", { class: "pair" }, kv("reruns by cause", s.rerunsByCause), kv("conflicts by table", s.conflicts)));
   }
 
-  function fill(path, item, key) {
-    return path.replace(/\{(\w+)\}/g, (_, f) => encodeURIComponent(f === "key" && key != null ? key : item[f]));
+  function fill(path, item) {
+    return path.replace(/\{(\w+)\}/g, (_, f) => encodeURIComponent(item[f]));
   }
 
-  function sectionActions(sec, actions, item, key) {
+  function sectionActions(sec, actions, item, fields) {
     return (actions || []).map(a => button(a.label, "act-section", a.confirm, note => {
-      const payload = Object.assign({}, a.body || {});
+      const payload = Object.assign({}, fields || {}, a.body || {});
       if (a.note) payload.note = note;
-      return call("POST", sec.name + "/" + fill(a.path, item, key), payload).then(() => status(a.label + ": done"));
+      return call("POST", sec.name + "/" + fill(a.path, item), payload).then(() => status(a.label + ": done"));
     }, a.note));
   }
 
-  async function renderSection(sec) {
-    const box = el("div", { class: "section", "data-section": sec.name }, el("h2", { text: sec.title || sec.name }));
+  // sectionDynamic builds the parts of a section panel that refresh: its
+  // counters and its list.
+  async function sectionDynamic(sec) {
+    const dyn = el("div", { class: "dyn" });
     if (sec.counters) {
       const c = await call("GET", sec.name + "/" + sec.counters);
-      box.append(el("div", { class: "counters" }, ...Object.entries(c).map(([k, v]) => counter(k, v))));
+      dyn.append(el("div", { class: "counters" }, ...Object.entries(c).map(([k, v]) => counter(k, v))));
     }
     if (sec.list) {
       const page = await call("GET", sec.name + "/" + sec.list.path);
       const cols = sec.list.columns;
-      box.append(table("items", cols.map(c => c.label).concat([""]), page.items.map(it => el("tr", { class: "item" },
+      dyn.append(table("items", cols.map(c => c.label).concat([""]), page.items.map(it => el("tr", { class: "item" },
         ...cols.map(c => el("td", { text: it[c.field] == null ? "" : (typeof it[c.field] === "object" ? JSON.stringify(it[c.field]) : String(it[c.field])) })),
         el("td", { class: "buttons" }, ...sectionActions(sec, sec.list.actions, it))))));
     }
+    return dyn;
+  }
+
+  // sectionPanel builds a section's panel once: its title, a place for the
+  // dynamic part, and its lookup form, which refreshes never touch (the
+  // operator may be typing in it).
+  function sectionPanel(sec) {
+    const box = el("div", { class: "section", "data-section": sec.name }, el("h2", { text: sec.title || sec.name }), el("div", { class: "dyn" }));
     if (sec.lookup) {
-      const input = el("input", { type: "text", placeholder: sec.lookup.label, class: "lookup-key" });
+      const inputs = (sec.lookup.fields || []).map(f => el("input", { type: "text", placeholder: f.label, name: f.field, class: "lookup-field" }));
       const out = el("pre", { class: "lookup-out" });
-      const acts = el("span", { class: "buttons" });
+      const acts = el("span", { class: "buttons lookup-acts" });
       const go = async () => {
         acts.replaceChildren();
+        const q = new URLSearchParams();
+        const vals = {};
+        for (const i of inputs) { q.set(i.name, i.value); vals[i.name] = i.value; }
         try {
-          const it = await call("GET", sec.name + "/" + fill(sec.lookup.path, {}, input.value));
+          const it = await call("GET", sec.name + "/" + sec.lookup.path + "?" + q.toString());
           out.textContent = JSON.stringify(it, null, 2);
-          acts.append(...sectionActions(sec, sec.lookup.actions, it, input.value).filter(Boolean));
+          acts.append(...sectionActions(sec, sec.lookup.actions, it, vals).filter(Boolean));
         } catch (e) { out.textContent = e.message; }
       };
       box.append(el("form", { class: "lookup", onsubmit: e => { e.preventDefault(); go(); } },
-        input, el("button", { type: "submit", text: "Look up" })), acts, out);
+        el("span", { text: sec.lookup.label + ": " }), ...inputs, el("button", { type: "submit", text: "Look up" })), acts, out);
     }
     return box;
   }
 
-  // Section panels keep their lookup forms: they are built once and only
-  // their lists and counters are rebuilt.
   const sectionBoxes = new Map();
 
   async function refresh() {
@@ -234,22 +245,21 @@
       document.getElementById("queues").replaceChildren(...qs);
       renderStats(o.stats);
       const secs = document.getElementById("sections");
-      for (const s of o.sections) {
-        const fresh = await renderSection(s);
-        const old = sectionBoxes.get(s.name);
-        if (old) {
-          // keep the lookup form and its result; replace the rest
-          const keep = old.querySelectorAll(".lookup, .lookup-out, .buttons:not(td .buttons)");
-          fresh.querySelectorAll(".lookup, .lookup-out, .buttons:not(td .buttons)").forEach(n => n.remove());
-          keep.forEach(n => fresh.append(n));
-          old.replaceWith(fresh);
-        } else secs.append(fresh);
-        sectionBoxes.set(s.name, fresh);
+      for (const sec of o.sections) {
+        const dyn = await sectionDynamic(sec);
+        if (busy) return;
+        let box = sectionBoxes.get(sec.name);
+        if (!box) {
+          box = sectionPanel(sec);
+          sectionBoxes.set(sec.name, box);
+          secs.append(box);
+        }
+        box.querySelector(".dyn").replaceWith(dyn);
       }
       const acts = await call("GET", "actions");
-      document.getElementById("actions-table").replaceChildren(table("log", ["time", "who", "action", "status", "error"],
+      document.getElementById("actions-table").replaceChildren(table("log", ["time", "who", "action", "note", "status", "error"],
         acts.slice(0, 20).map(a => el("tr", {}, el("td", { text: fmtTime(a.time) }), el("td", { text: a.actor }),
-          el("td", { text: a.path }), el("td", { text: String(a.status) }), el("td", { class: "err", text: a.error || "" })))));
+          el("td", { text: a.path }), el("td", { text: a.note || "" }), el("td", { text: String(a.status) }), el("td", { class: "err", text: a.error || "" })))));
       body.dataset.loaded = String((parseInt(body.dataset.loaded, 10) || 0) + 1);
       updated("updated " + new Date().toLocaleTimeString());
     } catch (e) {

@@ -416,9 +416,9 @@ func (c *cli) cmdActions(ctx context.Context, args []string) error {
 	if c.json {
 		return c.printJSON(raw)
 	}
-	tw := c.table("TIME", "WHO", "ACTION", "STATUS", "ERROR")
+	tw := c.table("TIME", "WHO", "ACTION", "NOTE", "STATUS", "ERROR")
 	for _, a := range as {
-		row(tw, a.Time.Local().Format(time.DateTime), a.Actor, a.Path, a.Status, a.Error)
+		row(tw, a.Time.Local().Format(time.DateTime), a.Actor, a.Path, a.Note, a.Status, a.Error)
 	}
 	return tw.Flush()
 }

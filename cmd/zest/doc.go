@@ -14,7 +14,7 @@
 //	zest pending show SEQ
 //	zest mover pause|resume
 //	zest sagas stuck [--after C] [--limit N] | show ID | resolve ID --action retry|skip|abort --note TEXT [--dry-run]
-//	zest tokens get KEY | forget KEY [--dry-run]
+//	zest tokens get ID [--scope S] [--scene X] | forget ID [--scope S] [--scene X] [--note TEXT] [--dry-run]
 //	zest stats                                  engine counters
 //	zest actions                                actions recorded by the handler
 //

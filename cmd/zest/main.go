@@ -67,8 +67,8 @@ const usage = `usage: zest [--url URL] [--queue NAME] [--json] COMMAND ...
   sagas stuck [--after C] [--limit N]
   sagas show ID
   sagas resolve ID --action retry|skip|abort --note TEXT [--dry-run]
-  tokens get KEY
-  tokens forget KEY [--dry-run]
+  tokens get ID [--scope S] [--scene X]
+  tokens forget ID [--scope S] [--scene X] [--note TEXT] [--dry-run]
   stats                                   engine counters
   actions                                 actions recorded by the handler
 

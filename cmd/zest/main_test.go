@@ -214,7 +214,7 @@ func TestQueueAndDeadLetters(t *testing.T) {
 		t.Fatalf("dead letters after the replay: %v", d)
 	}
 	code, out, _ = s.zest("actions")
-	if code != 0 || !regexpLine(out, `carol\s+/admin/api/queues/main/dead/replay\s+200`) {
+	if code != 0 || !regexpLine(out, `carol\s+/admin/api/queues/main/dead/replay\s+-\s+200`) {
 		t.Fatalf("zest actions: %d\n%s", code, out)
 	}
 	code, out, _ = s.zest("stats")
@@ -302,7 +302,7 @@ func TestExitCodes(t *testing.T) {
 		{"pending is no dead letter", full, []string{"--queue", "idle", "dead", "replay", fmt.Sprint(idle[0])}, exitConflict, "is pending, not a dead letter"},
 		{"no mover", full, []string{"--queue", "idle", "mover", "pause"}, exitNotFound, "has no mover"},
 		{"no saga section", full, []string{"sagas", "stuck"}, exitNotFound, "no API endpoint"},
-		{"no token section", full, []string{"tokens", "get", "k"}, exitNotFound, "no API endpoint"},
+		{"no token section", full, []string{"tokens", "get", "k", "--scope", "u"}, exitNotFound, "no API endpoint"},
 		{"resolve without note", full, []string{"sagas", "resolve", "s1", "--action", "retry"}, exitUsage, "--note is required"},
 		{"resolve bad action", full, []string{"sagas", "resolve", "s1", "--action", "undo", "--note", "x"}, exitUsage, "--action must be"},
 		{"server down", map[string]string{"ZEST_ADMIN_URL": closed.URL}, []string{"queue"}, exitFailed, "connection refused"},

@@ -62,27 +62,32 @@ func (c *cli) cmdSagas(ctx context.Context, sub string, args []string) error {
 }
 
 func (c *cli) cmdTokens(ctx context.Context, sub string, args []string) error {
+	fs := flag.NewFlagSet(sub, flag.ContinueOnError)
+	scope := fs.String("scope", "", "the key's scope (whose key it is)")
+	scene := fs.String("scene", "", `the key's scene (idem's HTTP middleware uses "http")`)
 	switch sub {
 	case "get", "show":
-		fs := flag.NewFlagSet("get", flag.ContinueOnError)
-		pos, err := c.parse(fs, args, 1, 1, "zest tokens get KEY")
+		pos, err := c.parse(fs, args, 1, 1, "zest tokens get ID [--scope S] [--scene X]")
 		if err != nil {
 			return err
 		}
-		return c.getSection(ctx, "tokens", "token/"+url.PathEscape(pos[0]), false)
+		v := url.Values{"scope": {*scope}, "id": {pos[0]}, "scene": {*scene}}
+		return c.getSection(ctx, "tokens", "token?"+v.Encode(), false)
 	case "forget":
-		fs := flag.NewFlagSet("forget", flag.ContinueOnError)
+		note := fs.String("note", "", "why (recorded with the action)")
 		dry := fs.Bool("dry-run", false, "show the token; change nothing")
-		pos, err := c.parse(fs, args, 1, 1, "zest tokens forget KEY [--dry-run]")
+		pos, err := c.parse(fs, args, 1, 1, "zest tokens forget ID [--scope S] [--scene X] [--note TEXT] [--dry-run]")
 		if err != nil {
 			return err
 		}
+		key := fmt.Sprintf("%s/%s/%s", *scope, pos[0], *scene)
 		if *dry {
-			fmt.Fprintf(c.out, "dry run: would forget token %s\n", clean(pos[0]))
-			return c.getSection(ctx, "tokens", "token/"+url.PathEscape(pos[0]), false)
+			fmt.Fprintf(c.out, "dry run: would forget token %s\n", clean(key))
+			v := url.Values{"scope": {*scope}, "id": {pos[0]}, "scene": {*scene}}
+			return c.getSection(ctx, "tokens", "token?"+v.Encode(), false)
 		}
-		return c.postSection(ctx, "tokens", "token/"+url.PathEscape(pos[0])+"/forget", struct{}{},
-			fmt.Sprintf("token %s forgotten", clean(pos[0])))
+		body := map[string]string{"scope": *scope, "id": pos[0], "scene": *scene, "note": *note}
+		return c.postSection(ctx, "tokens", "forget", body, fmt.Sprintf("token %s forgotten", clean(key)))
 	}
 	return usageErr("usage: zest tokens get|forget (not %q)", sub)
 }

@@ -2,17 +2,22 @@ package admin_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
 	"github.com/zest-stm/zest/admin"
+	"github.com/zest-stm/zest/idem"
+	"github.com/zest-stm/zest/saga"
 )
 
 // chromium finds the browser: $ZEST_CHROMIUM, /usr/bin/chromium, or chromium
@@ -214,4 +219,66 @@ func TestBrowserReadOnly(t *testing.T) {
 		t.Fatalf("read-only page changed the state: %+v -> %+v", before, after)
 	}
 	screenshot(t, ctx, "read-only.png")
+}
+
+// TestBrowserSections drives the saga and token panels: a stuck saga is
+// listed and resolved from the page with a note (recorded in its history
+// with the actor), and a token is looked up by its three fields and
+// forgotten.
+func TestBrowserSections(t *testing.T) {
+	ctx := browser(t)
+	se := newSagaEnv(t, &admin.Options{RefreshInterval: 200, Actor: func(*http.Request) string { return "page-operator" }})
+	se.undoBroken.Store(false)
+	row := `[data-section="sagas"] tr.item`
+	do(t, ctx, "resolving the stuck saga from the page",
+		chromedp.Navigate(se.srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(row)),
+		waitJS(`document.querySelector('[data-section="sagas"] [data-stat="stuck"] .value')?.textContent === "1"`),
+		chromedp.Click(chromedp.CSS(row+` button.act-section`)), // the first action: Retry
+		chromedp.WaitVisible(chromedp.ID("confirm-note")),
+		chromedp.SendKeys(chromedp.ID("confirm-note"), "refunds fixed by ops"),
+		chromedp.Click(chromedp.ID("confirm-ok")),
+	)
+	wctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	info, err := se.r.Wait(wctx, "o-1")
+	if err != nil || info.Phase != saga.Compensated {
+		t.Fatalf("after the page's retry: %v %v", info.Phase, err)
+	}
+	resolved := 0
+	for _, ev := range info.History {
+		if ev.Kind == "resolved" {
+			resolved++
+			if ev.Who != "page-operator" || !strings.Contains(ev.Note, "refunds fixed by ops") {
+				t.Fatalf("resolution recorded as %+v", ev)
+			}
+		}
+	}
+	if resolved != 1 {
+		t.Fatalf("%d resolutions in the history, want 1: %+v", resolved, info.History)
+	}
+	do(t, ctx, "waiting for the saga panel to empty",
+		waitJS(`document.querySelector('[data-section="sagas"] [data-stat="stuck"] .value')?.textContent === "0"`),
+		waitJS(`document.querySelector('[data-section="sagas"] tr.item') === null`),
+	)
+
+	tok := `[data-section="tokens"] `
+	do(t, ctx, "looking up and forgetting a token",
+		chromedp.SendKeys(chromedp.CSS(tok+`input[name="scope"]`), "u1"),
+		chromedp.SendKeys(chromedp.CSS(tok+`input[name="id"]`), "pay-7"),
+		chromedp.SendKeys(chromedp.CSS(tok+`input[name="scene"]`), "pay"),
+		chromedp.Click(chromedp.CSS(tok+`form.lookup button[type="submit"]`)),
+		waitJS(`document.querySelector('[data-section="tokens"] .lookup-out').textContent.includes('"state": "done"')`),
+	)
+	screenshot(t, ctx, "sections.png")
+	do(t, ctx, "forgetting the token",
+		chromedp.Click(chromedp.CSS(tok+`.lookup-acts button.act-section`)),
+		chromedp.WaitVisible(chromedp.ID("confirm-note")),
+		chromedp.SendKeys(chromedp.ID("confirm-note"), "customer retries"),
+		chromedp.Click(chromedp.ID("confirm-ok")),
+		waitJS(`document.getElementById("status").textContent === "Forget: done"`),
+	)
+	if _, err := se.tokens.Lookup(context.Background(), idem.Key{Scope: "u1", ID: "pay-7", Scene: "pay"}); !errors.Is(err, idem.ErrNotFound) {
+		t.Fatalf("token after the page's forget: %v", err)
+	}
 }

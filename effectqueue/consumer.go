@@ -26,17 +26,18 @@ type consumer struct {
 // It does not wait: use Wait or Notify for that. Reads seek to their start,
 // so a long acked prefix costs nothing.
 func (q *Queue) Read(ctx context.Context, after uint64, limit int) ([]Item, error) {
-	if q.closed.Load() {
-		return nil, ErrClosed
-	}
 	if limit <= 0 {
 		return nil, fmt.Errorf("effectqueue: read: limit is %d, must be positive", limit)
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if !q.enter() {
+		return nil, ErrClosed
+	}
+	defer q.leave()
 	head := q.head.Load()
-	start := after + 1
-	q.mu.Lock()
-	start = max(start, q.mu.cursor)
-	q.mu.Unlock()
+	start := max(after+1, q.cursor.Load())
 	var items []Item
 	err := q.bdb.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: q.k.entry, PrefetchValues: true, PrefetchSize: min(limit, 100)})
@@ -93,30 +94,35 @@ func (q *Queue) DeadLetter(ctx context.Context, seq uint64, reason string) error
 
 // remove acks seqs, or dead-letters them if reason is set, in one Badger
 // transaction, and moves the cursor.
+//
+// The backlog (pending, oldest, cursor) stays exact while the writer adds
+// entries: remove reads the head under cons.mu, so that no entry above it
+// was removed yet (removals are serialized by cons.mu and each one only
+// removes entries up to the head it read); when it removes every entry up
+// to its head, the oldest pending entry is the first one after it.
 func (q *Queue) remove(ctx context.Context, seqs []uint64, reason *string) error {
-	if q.closed.Load() {
-		return ErrClosed
-	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if !q.enter() {
+		return ErrClosed
+	}
+	defer q.leave()
+	q.cons.mu.Lock()
+	defer q.cons.mu.Unlock()
 	head := q.head.Load()
 	for _, s := range seqs {
 		if s == 0 || s > head {
 			return fmt.Errorf("effectqueue: sequence number %d is not committed (head is %d)", s, head)
 		}
 	}
-	q.cons.mu.Lock()
-	defer q.cons.mu.Unlock()
-	q.mu.Lock()
-	cursor := q.mu.cursor
-	q.mu.Unlock()
+	cursor := q.cursor.Load()
 	var removed int64
 	var newCursor uint64
 	var oldest time.Time
-	err := q.update(func(txn *badger.Txn) error {
-		removed, newCursor, oldest = 0, cursor, time.Time{}
-		moved := false
+	moved := false
+	err := q.update(ctx, func(txn *badger.Txn) error {
+		removed, newCursor, oldest, moved = 0, cursor, time.Time{}, false
 		for _, s := range seqs {
 			key := seqKey(q.k.entry, s)
 			item, err := txn.Get(key)
@@ -167,19 +173,58 @@ func (q *Queue) remove(ctx context.Context, seqs []uint64, reason *string) error
 		return txn.Set(q.k.cursor, u64b(newCursor))
 	})
 	if err != nil {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) || ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return err
+		}
 		return fmt.Errorf("effectqueue: remove: %w", err)
 	}
-	q.mu.Lock()
-	q.mu.pending -= removed
-	if newCursor != cursor {
-		q.mu.cursor = newCursor
-		q.mu.oldest = oldest
-		if q.mu.pending == 0 {
-			q.mu.oldest = time.Time{}
-		}
+	q.acct.Lock()
+	defer q.acct.Unlock()
+	q.pending.Add(-removed)
+	if !moved {
+		return nil
 	}
-	q.mu.Unlock()
+	if oldest.IsZero() && q.head.Load() > head {
+		// Every entry up to head is gone; entries after it committed
+		// meanwhile, and the first of them is the oldest pending one.
+		t, err := q.commitTime(head + 1)
+		if err != nil {
+			// Keep the previous (older) time: an age too high rather than 0.
+			q.opts.Logger.Warn("effectqueue: could not read the oldest pending entry's commit time", "seq", head+1, "err", err)
+			q.cursor.Store(newCursor)
+			return nil
+		}
+		oldest = t
+	}
+	q.cursor.Store(newCursor)
+	q.oldest.Store(unixNano(oldest))
 	return nil
+}
+
+// unixNano returns t in Unix nanoseconds, 0 for the zero time.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// commitTime returns the commit time of pending entry seq.
+func (q *Queue) commitTime(seq uint64) (time.Time, error) {
+	var t time.Time
+	err := q.bdb.View(func(txn *badger.Txn) error {
+		v, err := getValue(txn, seqKey(q.k.entry, seq))
+		if err != nil {
+			return err
+		}
+		if v == nil {
+			return fmt.Errorf("%w: %d is not pending", ErrNotFound, seq)
+		}
+		r, err := decode(seq, v)
+		t = time.Unix(0, r.Time)
+		return err
+	})
+	return t, err
 }
 
 // firstPending finds the first pending entry at or after from, up to head.
@@ -205,41 +250,44 @@ func (q *Queue) firstPending(txn *badger.Txn, from, head uint64) (uint64, time.T
 }
 
 // update runs fn in a Badger transaction, retrying on Badger's conflict
-// error (a consumer transaction can race with the writer's).
-func (q *Queue) update(fn func(txn *badger.Txn) error) error {
+// error (a consumer transaction can race with the writer's on a Badger that
+// detects conflicts) until ctx ends.
+func (q *Queue) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
 	for {
 		err := q.bdb.Update(fn)
 		if !errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 	}
 }
 
 // Depth returns the number of committed entries not yet acked or
-// dead-lettered.
-func (q *Queue) Depth() int64 {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.mu.pending
-}
+// dead-lettered. It takes no lock: metrics may call it at any rate.
+func (q *Queue) Depth() int64 { return q.pending.Load() }
 
 // OldestAge returns how long the oldest pending entry has waited since its
-// commit, or 0 if none is pending.
+// commit, or 0 if none is pending. It takes no lock.
 func (q *Queue) OldestAge() time.Duration {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.mu.pending == 0 || q.mu.oldest.IsZero() {
+	t := q.oldest.Load()
+	if t == 0 {
 		return 0
 	}
-	return time.Since(q.mu.oldest)
+	return max(time.Since(time.Unix(0, t)), 1)
 }
 
 // DeadLetters returns up to limit dead letters with sequence numbers after
 // after, in order.
 func (q *Queue) DeadLetters(ctx context.Context, after uint64, limit int) ([]DeadLetter, error) {
-	if q.closed.Load() {
+	if limit <= 0 {
+		return nil, fmt.Errorf("effectqueue: dead letters: limit is %d, must be positive", limit)
+	}
+	if !q.enter() {
 		return nil, ErrClosed
 	}
+	defer q.leave()
 	var out []DeadLetter
 	err := q.bdb.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: q.k.dead, PrefetchValues: true})
@@ -270,6 +318,10 @@ func (q *Queue) DeadLetters(ctx context.Context, after uint64, limit int) ([]Dea
 }
 
 func (q *Queue) deadLetter(seq uint64) (record, error) {
+	if !q.enter() {
+		return record{}, ErrClosed
+	}
+	defer q.leave()
 	var r record
 	err := q.bdb.View(func(txn *badger.Txn) error {
 		v, err := getValue(txn, seqKey(q.k.dead, seq))
@@ -313,7 +365,27 @@ func (q *Queue) Replay(ctx context.Context, seq uint64) (newSeq uint64, err erro
 	// In Async mode the dead letter is removed when the write lands: wait
 	// for it, so that a second Replay cannot enqueue the entry twice.
 	newSeq = p.first
-	return newSeq, q.Wait(ctx, newSeq-1)
+	return newSeq, q.waitHead(ctx, newSeq)
+}
+
+// waitHead blocks until the head reaches seq, the queue closes, or ctx ends.
+func (q *Queue) waitHead(ctx context.Context, seq uint64) error {
+	for {
+		ch := q.Notify()
+		if q.head.Load() >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-q.stop:
+			if q.head.Load() >= seq {
+				return nil
+			}
+			return ErrClosed
+		}
+	}
 }
 
 // Discard deletes dead letter seq for good.
@@ -321,9 +393,13 @@ func (q *Queue) Discard(ctx context.Context, seq uint64) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if !q.enter() {
+		return ErrClosed
+	}
+	defer q.leave()
 	q.cons.mu.Lock()
 	defer q.cons.mu.Unlock()
-	return q.update(func(txn *badger.Txn) error {
+	return q.update(ctx, func(txn *badger.Txn) error {
 		key := seqKey(q.k.dead, seq)
 		if _, err := txn.Get(key); errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("%w: %d is not a dead letter", ErrNotFound, seq)
@@ -352,9 +428,13 @@ func (q *Queue) SetRetryState(ctx context.Context, seq uint64, s RetryState) err
 	if err != nil {
 		return fmt.Errorf("effectqueue: retry state: %w", err)
 	}
+	if !q.enter() {
+		return ErrClosed
+	}
+	defer q.leave()
 	q.cons.mu.Lock()
 	defer q.cons.mu.Unlock()
-	return q.update(func(txn *badger.Txn) error {
+	return q.update(ctx, func(txn *badger.Txn) error {
 		if _, err := txn.Get(seqKey(q.k.entry, seq)); err != nil {
 			if errors.Is(err, badger.ErrKeyNotFound) {
 				return fmt.Errorf("%w: %d is not pending", ErrNotFound, seq)
@@ -367,6 +447,10 @@ func (q *Queue) SetRetryState(ctx context.Context, seq uint64, s RetryState) err
 
 // RetryStateOf returns the retry state of entry seq (zero if none).
 func (q *Queue) RetryStateOf(seq uint64) (RetryState, error) {
+	if !q.enter() {
+		return RetryState{}, ErrClosed
+	}
+	defer q.leave()
 	var s RetryState
 	err := q.bdb.View(func(txn *badger.Txn) error {
 		v, err := getValue(txn, seqKey(q.k.retry, seq))
@@ -387,7 +471,11 @@ func (q *Queue) SetConsumerState(ctx context.Context, name string, v uint64) err
 	if name == "" {
 		return errors.New("effectqueue: consumer state needs a name")
 	}
-	return q.update(func(txn *badger.Txn) error {
+	if !q.enter() {
+		return ErrClosed
+	}
+	defer q.leave()
+	return q.update(ctx, func(txn *badger.Txn) error {
 		return txn.Set(append(append([]byte{}, q.k.consumer...), name...), u64b(v))
 	})
 }
@@ -395,6 +483,10 @@ func (q *Queue) SetConsumerState(ctx context.Context, name string, v uint64) err
 // ConsumerState returns the number SetConsumerState stored under name (0 if
 // none).
 func (q *Queue) ConsumerState(name string) (uint64, error) {
+	if !q.enter() {
+		return 0, ErrClosed
+	}
+	defer q.leave()
 	var v uint64
 	err := q.bdb.View(func(txn *badger.Txn) error {
 		b, err := getValue(txn, append(append([]byte{}, q.k.consumer...), name...))

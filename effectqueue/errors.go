@@ -2,6 +2,10 @@ package effectqueue
 
 import "errors"
 
+// ErrInvalidOptions is returned by Open when Options are invalid; the
+// error's text names every invalid field.
+var ErrInvalidOptions = errors.New("effectqueue: invalid options")
+
 // ErrClosed is returned by Enqueue and the consumer methods after Close.
 var ErrClosed = errors.New("effectqueue: queue is closed")
 

@@ -1,12 +1,13 @@
 package effectqueue
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/skl"
 )
 
 // Durability says when Run returns for a transaction that enqueued entries.
@@ -46,8 +47,8 @@ type Options struct {
 	FlushInterval time.Duration
 	// MaxEntrySize is the largest encoded entry accepted. Default 1 MiB.
 	MaxEntrySize int
-	// AckBatch is the most keys deleted in one Badger write by Ack.
-	// Default 1000.
+	// AckBatch is the most entries one Badger write of Ack removes.
+	// Default 1000, or fewer if one atomic Badger write cannot hold them.
 	AckBatch int
 	// GCInterval is how often the value-log GC runs on a Badger the queue
 	// owns. Default 1 minute.
@@ -60,29 +61,56 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// minMemTableSize is the smallest MemTableSize accepted: below it Badger's
+// largest atomic write holds only a few entries.
+const minMemTableSize = 1 << 20
+
+// withDefaults validates o, all of it at once, and returns a copy with the
+// defaults filled in. The error wraps ErrInvalidOptions and names every
+// invalid field.
 func (o *Options) withDefaults() (Options, error) {
 	if o == nil {
-		return Options{}, errors.New("effectqueue: options required: set Dir or Badger")
+		return Options{}, fmt.Errorf("%w: options required: set Dir or Badger", ErrInvalidOptions)
 	}
 	r := *o
-	var errs []error
+	var bad []string
+	badf := func(format string, a ...any) { bad = append(bad, fmt.Sprintf(format, a...)) }
 	if (r.Dir == "") == (r.Badger == nil) {
-		errs = append(errs, errors.New("exactly one of Dir and Badger must be set"))
+		badf("Dir, Badger: exactly one must be set")
+	}
+	if r.Badger != nil {
+		if r.Badger.IsClosed() {
+			badf("Badger: the database is closed")
+		}
+		if r.MemTableSize != 0 {
+			badf("MemTableSize is %d: it applies only to a Badger the queue opens (Dir); size the memtable of your own Badger when you open it", r.MemTableSize)
+		}
+		if r.GCInterval != 0 {
+			badf("GCInterval is %v: it applies only to a Badger the queue opens (Dir); run the value-log GC of your own Badger yourself", r.GCInterval)
+		}
 	}
 	if r.Durability > Async {
-		errs = append(errs, fmt.Errorf("unknown Durability %d", r.Durability))
+		badf("Durability is %d, must be Sync (0) or Async (1)", r.Durability)
 	}
 	for _, f := range []struct {
 		name string
 		v    int64
-	}{{"FlushInterval", int64(r.FlushInterval)}, {"MaxEntrySize", int64(r.MaxEntrySize)},
-		{"AckBatch", int64(r.AckBatch)}, {"GCInterval", int64(r.GCInterval)}, {"MemTableSize", r.MemTableSize}} {
-		if f.v < 0 {
-			errs = append(errs, fmt.Errorf("%s is %d, must not be negative", f.name, f.v))
+		dur  bool
+	}{{"FlushInterval", int64(r.FlushInterval), true}, {"MaxEntrySize", int64(r.MaxEntrySize), false},
+		{"AckBatch", int64(r.AckBatch), false}, {"GCInterval", int64(r.GCInterval), true}, {"MemTableSize", r.MemTableSize, false}} {
+		switch {
+		case f.v >= 0:
+		case f.dur:
+			badf("%s is %v, must not be negative", f.name, time.Duration(f.v))
+		default:
+			badf("%s is %d, must not be negative", f.name, f.v)
 		}
 	}
-	if len(errs) > 0 {
-		return Options{}, fmt.Errorf("effectqueue: invalid options: %w", errors.Join(errs...))
+	if r.MaxEntrySize > 0 && r.MaxEntrySize <= stagedOverhead {
+		badf("MaxEntrySize is %d, must be more than %d (the stored overhead of an entry)", r.MaxEntrySize, stagedOverhead)
+	}
+	if r.MemTableSize > 0 && r.MemTableSize < minMemTableSize {
+		badf("MemTableSize is %d, must be at least %d", r.MemTableSize, minMemTableSize)
 	}
 	if r.Prefix == "" {
 		r.Prefix = "zq/"
@@ -93,9 +121,6 @@ func (o *Options) withDefaults() (Options, error) {
 	if r.MaxEntrySize == 0 {
 		r.MaxEntrySize = 1 << 20
 	}
-	if r.AckBatch == 0 {
-		r.AckBatch = 1000
-	}
 	if r.GCInterval == 0 {
 		r.GCInterval = time.Minute
 	}
@@ -105,7 +130,35 @@ func (o *Options) withDefaults() (Options, error) {
 	if r.Logger == nil {
 		r.Logger = slog.Default()
 	}
+	// What one atomic Badger write holds bounds an entry and an Ack batch.
+	// A Badger the queue opens will have the limits Badger derives from
+	// MemTableSize (15% of it, and that over the size of a skiplist node).
+	if r.Badger != nil && !r.Badger.IsClosed() || r.Badger == nil && r.MemTableSize >= minMemTableSize {
+		maxSize, maxCount := r.batchLimits()
+		if o.MaxEntrySize >= 0 && int64(r.MaxEntrySize) > maxSize/2 {
+			badf("MaxEntrySize is %d, more than half the largest atomic Badger write (%d); raise MemTableSize", r.MaxEntrySize, maxSize)
+		}
+		if r.AckBatch == 0 {
+			r.AckBatch = int(min(1000, (maxCount-1)/2))
+		}
+		if o.AckBatch >= 0 && int64(2*r.AckBatch+1) > maxCount {
+			badf("AckBatch is %d: an Ack batch deletes 2 keys an entry, and the largest atomic Badger write holds %d keys; lower AckBatch or raise MemTableSize", r.AckBatch, maxCount)
+		}
+	}
+	if len(bad) > 0 {
+		return Options{}, fmt.Errorf("%w: %s", ErrInvalidOptions, strings.Join(bad, "; "))
+	}
 	return r, nil
+}
+
+// batchLimits returns the largest atomic write, in bytes and keys, of the
+// queue's Badger.
+func (o *Options) batchLimits() (size, count int64) {
+	if o.Badger != nil {
+		return o.Badger.MaxBatchSize(), o.Badger.MaxBatchCount()
+	}
+	size = 15 * o.MemTableSize / 100
+	return size, size / int64(skl.MaxNodeSize)
 }
 
 // badgerOptions returns the options for a Badger the queue owns: sized for

@@ -44,16 +44,26 @@ type Queue struct {
 	notify atomic.Pointer[chan struct{}]
 
 	closed atomic.Bool
+	// ops is held shared by each consumer method while it uses Badger, and
+	// exclusively by Close before it closes Badger, so that no read or ack
+	// runs into a closed Badger.
+	ops sync.RWMutex
 
-	mu struct {
-		sync.Mutex
-		// cursor: every entry below it is acked or dead-lettered.
-		cursor uint64
-		// pending counts entries at or after cursor, up to head, not yet
-		// acked or dead-lettered.
-		pending int64
-		// oldest is the commit time of the entry at cursor, if pending.
-		oldest time.Time
+	// The backlog, read without locks (metrics read them on every scrape).
+	// Only committed (the writer) and remove (a consumer) change them,
+	// under acct.
+	//
+	// pending counts committed entries not yet acked or dead-lettered.
+	pending atomic.Int64
+	// oldest is the commit time (Unix nanoseconds) of the first pending
+	// entry, 0 if none is pending.
+	oldest atomic.Int64
+	// cursor: every entry below it is acked or dead-lettered.
+	cursor atomic.Uint64
+	acct   sync.Mutex
+
+	stats struct {
+		commits, entries, writes, writeErrors, asyncLost atomic.Uint64
 	}
 
 	cons     consumer
@@ -74,6 +84,8 @@ func Open(db *stm.DB, opts *Options) (*Queue, error) {
 	if o.Badger != nil {
 		q.bdb = o.Badger
 	} else {
+		// A SIGKILL can leave empty files that Badger refuses to open.
+		removeEmptyLogs(o.Dir, o.Logger)
 		q.bdb, err = badger.Open(o.badgerOptions())
 		if err != nil {
 			return nil, fmt.Errorf("effectqueue: open badger in %s: %w", o.Dir, err)
@@ -112,11 +124,11 @@ func (q *Queue) load() error {
 		} else if v != nil {
 			q.next = u64(v)
 		}
-		q.mu.cursor = 1
+		cursor := uint64(1)
 		if v, err := getValue(txn, q.k.cursor); err != nil {
 			return err
 		} else if v != nil {
-			q.mu.cursor = u64(v)
+			cursor = u64(v)
 		}
 		if v, err := getValue(txn, q.k.id); err != nil {
 			return err
@@ -134,28 +146,30 @@ func (q *Queue) load() error {
 		// Count what is pending, from the cursor on.
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: q.k.entry})
 		defer it.Close()
-		first := true
-		for it.Seek(seqKey(q.k.entry, q.mu.cursor)); it.Valid(); it.Next() {
+		first, pending := true, int64(0)
+		for it.Seek(seqKey(q.k.entry, cursor)); it.Valid(); it.Next() {
 			seq := seqOf(q.k.entry, it.Item().Key())
 			if seq >= q.next {
 				return fmt.Errorf("%w: entry %d at or beyond the next sequence number %d", ErrCorrupt, seq, q.next)
 			}
 			if first {
 				first = false
-				q.mu.cursor = seq
+				cursor = seq
 				if err := it.Item().Value(func(b []byte) error {
 					r, err := decode(seq, b)
-					q.mu.oldest = time.Unix(0, r.Time)
+					q.oldest.Store(r.Time)
 					return err
 				}); err != nil {
 					return err
 				}
 			}
-			q.mu.pending++
+			pending++
 		}
 		if first {
-			q.mu.cursor = q.next
+			cursor = q.next
 		}
+		q.cursor.Store(cursor)
+		q.pending.Store(pending)
 		return nil
 	})
 }
@@ -178,8 +192,11 @@ func (q *Queue) ID() string { return q.id }
 func (q *Queue) Badger() *badger.DB { return q.bdb }
 
 // Close stops accepting entries, writes what was committed, detaches from
-// the DB and, if the queue opened its Badger, closes it. Close is
-// idempotent.
+// the DB and, if the queue opened its Badger, closes it. Transactions that
+// commit during Close either are written or fail with an error wrapping
+// ErrClosed; consumer methods return ErrClosed. Close returns the write
+// error that stopped the queue, if one did (in Async mode, the last
+// interval's commits can fail to be written here). Close is idempotent.
 func (q *Queue) Close() error {
 	if !q.closed.CompareAndSwap(false, true) {
 		return nil
@@ -188,8 +205,28 @@ func (q *Queue) Close() error {
 	close(q.stop)
 	q.bg.Wait()
 	stmx.DetachLog(q.db, q.w)
-	return q.closeBadger()
+	// Wait for the consumer methods already under way.
+	q.ops.Lock()
+	defer q.ops.Unlock()
+	err := q.closeBadger()
+	if werr := q.w.failure(); werr != nil {
+		err = errors.Join(fmt.Errorf("effectqueue: close: %w", werr), err)
+	}
+	return err
 }
+
+// enter admits a consumer method, unless the queue is closed; leave ends
+// it.
+func (q *Queue) enter() bool {
+	q.ops.RLock()
+	if q.closed.Load() {
+		q.ops.RUnlock()
+		return false
+	}
+	return true
+}
+
+func (q *Queue) leave() { q.ops.RUnlock() }
 
 func (q *Queue) closeBadger() error {
 	if !q.own {
@@ -221,11 +258,15 @@ func (q *Queue) gcLoop() {
 //
 // Enqueue returns an error, and adds nothing, for bad input: an empty Kind,
 // an entry over Options.MaxEntrySize, a transaction whose entries no longer
-// fit in one atomic write, a Tx whose body has returned, or a closed queue.
+// fit in one atomic write, a Tx whose body has returned, a Tx of another DB
+// (stm.ErrWrongDB), or a closed queue.
 // The body decides what to do with it; returning it rolls back.
 func (q *Queue) Enqueue(tx *stm.Tx, e Entry) error {
 	if err := tx.Err(); err != nil {
 		return fmt.Errorf("effectqueue: enqueue: %w", err)
+	}
+	if tx.DB() != q.db {
+		return fmt.Errorf("effectqueue: enqueue: %w (the queue was opened on another stm.DB)", stm.ErrWrongDB)
 	}
 	if q.closed.Load() {
 		return ErrClosed
@@ -337,12 +378,31 @@ func (q *Queue) advance(head uint64) {
 	close(*old)
 }
 
-// Wait blocks until an entry after seq is visible, or ctx ends.
+// Wait blocks until a pending entry with a sequence number above after is
+// visible (one that Read(ctx, after, ...) would return), the queue is closed
+// (ErrClosed), or ctx ends (ctx.Err(), also when ctx has already ended).
+//
+// Entries above after that were already acked or dead-lettered do not count:
+// a consumer that read everything up to the head, and whose entries were
+// then acked, waits for the next commit instead of returning at once. Each
+// time the head advances, Wait looks at the new entries once (one seek).
 func (q *Queue) Wait(ctx context.Context, after uint64) error {
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		ch := q.Notify()
-		if q.head.Load() > after {
-			return nil
+		if head := q.head.Load(); head > after {
+			ok, err := q.anyPending(after, head)
+			if err != nil {
+				return err
+			}
+			if ok {
+				return nil
+			}
+			// Nothing in (after, head] is pending: only what comes next can
+			// wake us.
+			after = head
 		}
 		if q.closed.Load() {
 			return ErrClosed
@@ -355,4 +415,28 @@ func (q *Queue) Wait(ctx context.Context, after uint64) error {
 			return ErrClosed
 		}
 	}
+}
+
+// anyPending reports whether an entry in (after, head] is pending.
+func (q *Queue) anyPending(after, head uint64) (bool, error) {
+	from := max(after+1, q.cursor.Load())
+	if from > head {
+		return false, nil
+	}
+	if !q.enter() {
+		return false, ErrClosed
+	}
+	defer q.leave()
+	found := false
+	err := q.bdb.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: q.k.entry})
+		defer it.Close()
+		it.Seek(seqKey(q.k.entry, from))
+		found = it.Valid() && seqOf(q.k.entry, it.Item().Key()) <= head
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("effectqueue: wait: %w", err)
+	}
+	return found, nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"runtime"
 	"slices"
 	"strconv"
@@ -36,6 +38,9 @@ func openQueue(t testing.TB, dir string, o *effectqueue.Options) (*stm.DB, *effe
 	return db, q
 }
 
+// quiet is a logger for tests that provoke errors on purpose.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
 func readAll(t testing.TB, q *effectqueue.Queue) []effectqueue.Item {
 	t.Helper()
 	items, err := q.Read(context.Background(), 0, 1<<30)
@@ -49,18 +54,6 @@ func payloads(items []effectqueue.Item) []string {
 		s = append(s, string(it.Payload))
 	}
 	return s
-}
-
-func TestOptions(t *testing.T) {
-	db, _ := stm.Open(nil)
-	_, err := effectqueue.Open(db, nil)
-	assert.ErrorContains(t, err, "set Dir or Badger")
-	_, err = effectqueue.Open(db, &effectqueue.Options{MaxEntrySize: -1, AckBatch: -2})
-	assert.ErrorContains(t, err, "exactly one of Dir and Badger")
-	assert.ErrorContains(t, err, "MaxEntrySize is -1")
-	assert.ErrorContains(t, err, "AckBatch is -2")
-	_, err = effectqueue.Open(db, &effectqueue.Options{Dir: t.TempDir(), MaxEntrySize: 1 << 30})
-	assert.ErrorContains(t, err, "MaxEntrySize")
 }
 
 // TestAtomicity: attempts that rerun, transactions that roll back and

@@ -10,6 +10,7 @@ import (
 
 	"github.com/zest-stm/zest/internal/seam"
 	"github.com/zest-stm/zest/internal/stmx"
+	"github.com/zest-stm/zest/stm"
 )
 
 // writer is the queue's seam.Log: it writes committed transactions' records
@@ -25,8 +26,13 @@ import (
 //     highest entry, so numbering continues after a restart.
 //   - The head that readers see advances only after the write (and fsync)
 //     returned, so readers see a gap-free prefix.
-//   - After a failed write nothing more is written: the DB is stopped (see
-//     stm.DB.Stop) and every waiting and later commit gets the error.
+//   - After a failed write nothing more is written: the DB is stopped
+//     (stmx.Stop) before any later Append is refused, so every commit that
+//     the failure catches gets an error of the engine (stm.ErrOutcomeUnknown
+//     for those queued, stm.ErrStopped for those refused), with the
+//     storage's error inside, never the storage's error alone.
+//   - In Async mode a failed write is counted (Stats.AsyncLost), logged, and
+//     stops the DB with the cause: the next Run returns it.
 type writer struct {
 	q    *Queue
 	wake chan struct{}
@@ -36,7 +42,9 @@ type writer struct {
 		sync.Mutex
 		queue  []*pending
 		closed bool
-		err    error
+		// err is the write error that stopped the writer, wrapped in
+		// stm.ErrStopped: what Append returns from then on.
+		err error
 	}
 }
 
@@ -78,6 +86,13 @@ func (w *writer) Append(c *seam.Commit) (seam.Waiter, error) {
 		return nil, nil
 	}
 	return p, nil
+}
+
+// failure returns the write error that stopped the writer, or nil.
+func (w *writer) failure() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.mu.err
 }
 
 func (w *writer) close() {
@@ -186,7 +201,10 @@ func (w *writer) write(group []*pending) {
 			w.fail(err, batch, group)
 			return
 		}
+		q.stats.writes.Add(1)
+		q.stats.commits.Add(uint64(len(batch)))
 		if entries > 0 {
+			q.stats.entries.Add(uint64(entries))
 			q.committed(head, entries, first)
 		}
 		// Readers of these commits' values may now go on (before their own
@@ -241,15 +259,37 @@ func (w *writer) writeBatch(batch []*pending) (head uint64, entries int64, first
 }
 
 // fail stops the DB: the batch's transactions are applied in memory but not
-// on disk, so no further commit may be accepted.
+// on disk, so no further commit may be accepted. From now on Append refuses
+// commits with an error wrapping stm.ErrStopped, and every commit queued
+// before gets the write error (Run makes it stm.ErrOutcomeUnknown).
 func (w *writer) fail(err error, batch, rest []*pending) {
+	q := w.q
+	q.stats.writeErrors.Add(1)
+	lost := 0
+	if q.opts.Durability == Async {
+		// Run returned nil for each of these.
+		lost = len(batch) + len(rest)
+	}
 	w.mu.Lock()
-	w.mu.err = fmt.Errorf("%w (the queue stopped writing after this error)", err)
 	rest = append(rest, w.mu.queue...)
+	if q.opts.Durability == Async {
+		lost += len(w.mu.queue)
+	}
 	w.mu.queue = nil
+	cause := err
+	if lost > 0 {
+		cause = fmt.Errorf("%w (%d asynchronous commits that Run had returned nil for are not on disk)", err, lost)
+	}
+	w.mu.err = fmt.Errorf("%w: %w", stm.ErrStopped, cause)
 	w.mu.Unlock()
-	stmx.Stop(w.q.db, err)
-	w.q.opts.Logger.Error("effectqueue: write failed; the database stopped accepting commits", "err", err)
+	q.stats.asyncLost.Add(uint64(lost))
+	stmx.Stop(q.db, cause)
+	if lost > 0 {
+		q.opts.Logger.Error("effectqueue: asynchronous write failed; commits that Run had returned nil for are lost, and the database stopped accepting commits",
+			"err", err, "lost_commits", lost)
+	} else {
+		q.opts.Logger.Error("effectqueue: write failed; the database stopped accepting commits", "err", err)
+	}
 	for _, p := range batch {
 		p.done <- err
 	}
@@ -258,15 +298,17 @@ func (w *writer) fail(err error, batch, rest []*pending) {
 	}
 }
 
-// committed records that entries up to head are durable.
+// committed records that entries up to head are durable, and publishes
+// the head.
 func (q *Queue) committed(head uint64, n int64, first time.Time) {
-	q.mu.Lock()
-	if q.mu.pending == 0 {
-		q.mu.oldest = first
+	q.acct.Lock()
+	if q.pending.Load() == 0 {
+		// Nothing older is pending: the batch's first entry is the oldest.
+		q.oldest.Store(first.UnixNano())
 	}
-	q.mu.pending += n
-	q.mu.Unlock()
+	q.pending.Add(n)
 	q.advance(head)
+	q.acct.Unlock()
 }
 
 var _ seam.Log = (*writer)(nil)

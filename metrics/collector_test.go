@@ -113,7 +113,7 @@ zest_stm_reruns_total{cause="validation"} 4
 // reason, and conflicts on a Var in no table are labelled "(none)".
 func TestStmMetricsRedoLimitAndUngrouped(t *testing.T) {
 	ctx := context.Background()
-	db, err := stm.Open(&stm.Options{MaxAttempts: 2, EscalateAfter: 10})
+	db, err := stm.Open(&stm.Options{MaxAttempts: 2, EscalateAfter: 2}) // the redo limit is checked before escalating
 	require.NoError(t, err)
 	v := stm.NewVar(nil, 0)
 	c, err := metrics.NewCollector(&metrics.Options{DB: db})

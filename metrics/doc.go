@@ -41,8 +41,11 @@
 //	zest_mover_in_flight{queue}                       gauge
 //	zest_mover_paused{queue}                          gauge      1 if an operator paused it
 //
-// From Options.Sagas and Options.Idem: zest_sagas{state} (gauge) and
-// zest_idem_replays_total (counter).
+// From Options.Sagas (SagaRunners(runner)) and Options.Idem
+// (IdemTokens(tokens)):
+//
+//	zest_sagas{state}                           gauge    running, stuck, done, compensated, aborted
+//	zest_idem_replays_total                     counter  requests answered from a stored token
 //
 // # Cost of a scrape
 //
@@ -55,9 +58,9 @@
 // Counting dead letters is the one cost that grows: the queue keeps no
 // count, so the collector reads the dead letters, payloads included, in
 // Badger read transactions (which do not block Badger's writes). On the
-// development machine that was about 2 µs per small dead letter and 0.3 ms
-// per 64 KiB one (0.1 to 0.3 ms in two runs). Options.MaxDeadLetters (default 100) bounds the count, and
-// Options.DeadLetterRefresh lets later scrapes reuse it.
+// development machine that was about 2 µs per small dead letter and 0.1 to
+// 0.3 ms per 64 KiB one. Options.MaxDeadLetters (default 100) bounds the
+// count, and Options.DeadLetterRefresh lets later scrapes reuse it.
 //
 // BenchmarkCommitsScrapeWindows and BenchmarkCommitsWhileScraped measure
 // durable commits with and without a scrape every 100 ms.

@@ -27,11 +27,11 @@ type Options struct {
 	// of the mover's queue in Queues), to a mover whose deliveries are
 	// exported (zest_mover_*). A *mover.Mover is a Mover. Default none.
 	Movers map[string]Mover
-	// Sagas reports how many sagas are in each state (zest_sagas).
-	// Default nil: none.
+	// Sagas reports how many sagas are in each state (zest_sagas); see
+	// SagaRunners. Default nil: none.
 	Sagas SagaSource
-	// Idem reports idempotency-token replays (zest_idem_replays_total).
-	// Default nil: none.
+	// Idem reports idempotency-token replays (zest_idem_replays_total); see
+	// IdemTokens. Default nil: none.
 	Idem IdemSource
 	// MaxDeadLetters bounds how many dead letters are counted per queue and
 	// count: the queue keeps no count, so counting reads the dead letters,

@@ -186,7 +186,7 @@ func crashChild(dir string) {
 }
 
 // TestCrashTokensAgreeWithBusiness kills a process paying orders with
-// SIGKILL, 8 times, and checks after each restart that:
+// SIGKILL, 8 times (ZEST_STRESS=1: 60), and checks after each restart that:
 //   - every paid order has its token with its receipt, and every token its
 //     paid order: the token and the business write commit together;
 //   - no order was paid twice, and orders paid before a crash replay after
@@ -198,13 +198,17 @@ func TestCrashTokensAgreeWithBusiness(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test: spawns and kills 8 processes")
 	}
+	rounds := 8
+	if os.Getenv("ZEST_STRESS") != "" {
+		rounds = 60
+	}
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := rand.Uint64()
 	t.Logf("seed %d", s)
 	r := rand.New(rand.NewPCG(s, 0))
 	acked := map[string]bool{}
-	for round := range 8 {
+	for round := range rounds {
 		killAfter := 1 + r.IntN(200)
 		seen := 0
 		crashtest.Run(t, []string{crashChildEnv + "=" + dir}, func(line string) bool {

@@ -196,3 +196,17 @@ func TestSweepRacesBegin(t *testing.T) {
 	}
 	t.Logf("the sweeper removed %d of %d before they were renewed", swept, n)
 }
+
+// TestSweepStopsOnClosedDB: Sweep returns the DB's error instead of
+// spinning, and the batch it could not remove stays indexed.
+func TestSweepStopsOnClosedDB(t *testing.T) {
+	clk := newClock()
+	db, tokens := openMem(t, &idem.Options{TTL: time.Minute, Now: clk.Now})
+	beginN(t, db, tokens, "k", 10)
+	clk.Advance(2 * time.Minute)
+	require.NoError(t, db.Close())
+	err := tokens.Sweep(context.Background())
+	require.ErrorIs(t, err, stm.ErrClosed)
+	assert.Equal(t, 10, tokens.Stats().Indexed)
+	assert.Zero(t, tokens.Stats().Expired)
+}

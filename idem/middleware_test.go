@@ -364,3 +364,58 @@ func TestMiddlewareOptionsValidated(t *testing.T) {
 	_, err = idem.Middleware(nil, nil)
 	require.Error(t, err)
 }
+
+// TestMiddlewareCallbackPanics: a panic in Scope, in Commit or in the
+// Tokens' clock reaches the caller (net/http recovers it per request) and
+// leaves nothing stored; the next request runs normally.
+func TestMiddlewareCallbackPanics(t *testing.T) {
+	var panicScope, panicCommit, panicClock atomic.Bool
+	clk := newClock()
+	db, tokens := openMem(t, &idem.Options{Now: func() time.Time {
+		if panicClock.Load() {
+			panic("clock")
+		}
+		return clk.Now()
+	}})
+	paid, err := table.New[string, int](db, "paid")
+	require.NoError(t, err)
+	mw, err := idem.Middleware(tokens, &idem.MiddlewareOptions{
+		Scope: func(*http.Request) string {
+			if panicScope.Load() {
+				panic("scope")
+			}
+			return ""
+		},
+		Commit: func(status int) bool {
+			if panicCommit.Load() {
+				panic("commit")
+			}
+			return status < 500
+		},
+	})
+	require.NoError(t, err)
+	h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tx, _ := idem.TxFrom(r.Context())
+		n, _ := paid.Get(tx, "o")
+		paid.Put(tx, "o", n+1)
+		w.WriteHeader(http.StatusCreated)
+	}))
+	serve := func() int {
+		req := httptest.NewRequest(http.MethodPost, "/pay", strings.NewReader("x"))
+		req.Header.Set("Idempotency-Key", "k")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for _, p := range []*atomic.Bool{&panicScope, &panicCommit, &panicClock} {
+		p.Store(true)
+		require.Panics(t, func() { serve() })
+		p.Store(false)
+		assert.Equal(t, 0, idem.Count(tokens), "nothing stored")
+	}
+	n, _ := stm.RunValue(context.Background(), db, func(tx *stm.Tx) (int, error) { v, _ := paid.Get(tx, "o"); return v, nil })
+	assert.Zero(t, n)
+	assert.Equal(t, http.StatusCreated, serve())
+	assert.Equal(t, http.StatusCreated, serve())
+	assert.Equal(t, 1, idem.Count(tokens))
+}

@@ -1,6 +1,7 @@
 package table
 
 import (
+	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -86,6 +87,17 @@ func NewDurable[K comparable, V any](db *stm.DB, name string, opts *DurableOptio
 	d := &durable[K, V]{prefix: append(append([]byte{}, store.KeyPrefix()...), "zt/"+name+"\x00"...), codec: Msgpack[V]{}, keys: keyCodecFor[K]()}
 	if opts != nil && opts.Codec != nil {
 		d.codec = opts.Codec
+	}
+	if opts == nil || opts.Codec == nil {
+		if err := faithful(reflect.TypeFor[V](), reflect.TypeFor[V]().String(), map[reflect.Type]bool{}); err != nil {
+			return nil, fmt.Errorf("table: %q: value type %v does not round-trip through msgpack: %w; "+
+				"export the field, or give DurableOptions.Codec a codec that keeps it", name, reflect.TypeFor[V](), err)
+		}
+	}
+	if keyNeedsMsgpack[K]() {
+		if err := faithful(reflect.TypeFor[K](), reflect.TypeFor[K]().String(), map[reflect.Type]bool{}); err != nil {
+			return nil, fmt.Errorf("table: %q: key type %v does not round-trip through msgpack: %w", name, reflect.TypeFor[K](), err)
+		}
 	}
 	t.dur = d
 	start := time.Now()
@@ -231,4 +243,74 @@ func keyCodecFor[K comparable]() keyCodec[K] {
 			return k, err
 		},
 	}
+}
+
+// keyNeedsMsgpack reports whether keys of type K are stored as msgpack
+// (they are not integers or strings).
+func keyNeedsMsgpack[K comparable]() bool {
+	switch reflect.TypeFor[K]().Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr, reflect.String:
+		return false
+	}
+	return true
+}
+
+var (
+	timeType          = reflect.TypeFor[time.Time]()
+	customEncoderType = reflect.TypeFor[msgpack.CustomEncoder]()
+	customDecoderType = reflect.TypeFor[msgpack.CustomDecoder]()
+	marshalerType     = reflect.TypeFor[msgpack.Marshaler]()
+	unmarshalerType   = reflect.TypeFor[msgpack.Unmarshaler]()
+	binMarshalerType  = reflect.TypeFor[encoding.BinaryMarshaler]()
+	binUnmarshalType  = reflect.TypeFor[encoding.BinaryUnmarshaler]()
+)
+
+// faithful reports why msgpack would not give back a value of type t as it
+// was written: an unexported struct field (msgpack skips it), an interface
+// (it comes back as a generic map, slice or number type), a func, channel or
+// unsafe pointer (it cannot be encoded). Types that encode themselves
+// (time.Time, msgpack.CustomEncoder, msgpack.Marshaler,
+// encoding.BinaryMarshaler, with their decoders) are trusted. path names
+// the place of t in the value, for the error.
+func faithful(t reflect.Type, path string, seen map[reflect.Type]bool) error {
+	if seen[t] {
+		return nil
+	}
+	seen[t] = true
+	pt := reflect.PointerTo(t)
+	switch {
+	case t == timeType,
+		pt.Implements(customEncoderType) && pt.Implements(customDecoderType),
+		pt.Implements(marshalerType) && pt.Implements(unmarshalerType),
+		pt.Implements(binMarshalerType) && pt.Implements(binUnmarshalType):
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Interface:
+		return fmt.Errorf("%s is an interface (%v): it would read back as a generic type", path, t)
+	case reflect.Func, reflect.Chan, reflect.UnsafePointer, reflect.Complex64, reflect.Complex128:
+		return fmt.Errorf("%s is a %v, which msgpack cannot encode", path, t.Kind())
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return faithful(t.Elem(), path+"[]", seen)
+	case reflect.Map:
+		if err := faithful(t.Key(), path+" key", seen); err != nil {
+			return err
+		}
+		return faithful(t.Elem(), path+" value", seen)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if f.Tag.Get("msgpack") == "-" {
+				continue
+			}
+			if !f.IsExported() && !(f.Anonymous && f.Type.Kind() == reflect.Struct) {
+				return fmt.Errorf("field %s.%s is unexported: msgpack would drop it", path, f.Name)
+			}
+			if err := faithful(f.Type, path+"."+f.Name, seen); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

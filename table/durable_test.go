@@ -51,11 +51,11 @@ func snapshot[K comparable, V any](t testing.TB, db *stm.DB, tb *table.Table[K, 
 func TestDurableRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	db, q, tb := openDurable[int, string](t, dir, "names")
+	db, q, tb := openDurable[int64, string](t, dir, "names")
 	errNo := errors.New("no")
 	require.NoError(t, db.Run(ctx, func(tx *stm.Tx) error {
-		for _, k := range []int{-5, 3, 0, 1 << 40, -1 << 40} {
-			tb.Put(tx, k, "v"+strconv.Itoa(k))
+		for _, k := range []int64{-5, 3, 0, 1 << 40, -1 << 40} {
+			tb.Put(tx, k, "v"+strconv.FormatInt(k, 10))
 		}
 		tb.Put(tx, 7, "deleted later")
 		return nil
@@ -76,11 +76,11 @@ func TestDurableRoundTrip(t *testing.T) {
 	want := snapshot(t, db, tb)
 	require.NoError(t, q.Close())
 
-	db, q, tb = openDurable[int, string](t, dir, "names")
+	db, q, tb = openDurable[int64, string](t, dir, "names")
 	defer q.Close()
 	assert.Equal(t, want, snapshot(t, db, tb))
 	assert.Equal(t, 5, tb.Loaded().Records)
-	assert.Equal(t, map[int]string{-1 << 40: "v-1099511627776", -5: "v-5", 0: "v0", 3: "three", 1 << 40: "v1099511627776"}, want)
+	assert.Equal(t, map[int64]string{-1 << 40: "v-1099511627776", -5: "v-5", 0: "v0", 3: "three", 1 << 40: "v1099511627776"}, want)
 
 	// Integer keys are stored in their order, negative ones first.
 	var stored [][]byte
@@ -202,6 +202,10 @@ const bankChildEnv = "ZEST_TABLE_BANK_CHILD"
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(bankChildEnv); dir != "" {
 		bankChild(dir)
+		return
+	}
+	if dir := os.Getenv(readerChildEnv); dir != "" {
+		readerChild(dir)
 		return
 	}
 	os.Exit(m.Run())

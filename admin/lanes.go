@@ -27,7 +27,7 @@ func (h *handler) lanes(ctx context.Context, name string) ([]LaneState, int, err
 		return nil, 0, fmt.Errorf("admin: queue %q: reading entries: %w", name, err)
 	}
 	byKey := map[string]int{}
-	var out []LaneState
+	out := []LaneState{}
 	for _, it := range items {
 		if i, ok := byKey[it.Key]; ok {
 			out[i].Pending++

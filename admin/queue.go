@@ -120,7 +120,7 @@ type BatchResult struct {
 
 // deadCountCap bounds the dead letters counted for a summary: counting reads
 // them, and a summary must stay cheap.
-const deadCountCap = 10000
+const deadCountCap = 1000
 
 func (h *handler) addQueueRoutes() {
 	h.add("GET", "queues", h.listQueues)

@@ -12,6 +12,11 @@
 // The store comes from flags or the environment (ZEST_S3_ENDPOINT,
 // ZEST_S3_ACCESS_KEY, ZEST_S3_SECRET_KEY, ZEST_S3_SECURE); `make demo` starts
 // a local MinIO and sets them.
+//
+// While it runs, the admin page (package admin) and the Prometheus metrics
+// (package metrics) are served on -admin (default 127.0.0.1:8080, or a free
+// port if that one is taken), and their URLs printed; -hold keeps serving
+// them after the run, to look around.
 package main
 
 import (
@@ -24,7 +29,10 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
+	"os/signal"
 	"sort"
 	"strings"
 	"sync"
@@ -32,8 +40,12 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/zest-stm/zest/admin"
 	"github.com/zest-stm/zest/effectqueue"
+	"github.com/zest-stm/zest/metrics"
 	"github.com/zest-stm/zest/mover"
 	"github.com/zest-stm/zest/mover/s3sink"
 	"github.com/zest-stm/zest/stm"
@@ -67,6 +79,12 @@ type Config struct {
 	Out       io.Writer
 	Seed      uint64
 	MoverOpts mover.Options
+	// AdminAddr, when set, is where the admin page and the metrics are
+	// served during the run ("127.0.0.1:0" for a free port). If the port is
+	// taken, a free one is used instead.
+	AdminAddr string
+	// Hold keeps serving them this long after the run (until ctx ends).
+	Hold time.Duration
 }
 
 // Report is what a run did.
@@ -93,6 +111,8 @@ func main() {
 	flag.IntVar(&c.Workers, "workers", 32, "goroutines running transactions")
 	flag.IntVar(&c.Removals, "tx", 2000, "removal transactions to attempt")
 	flag.StringVar(&c.QueueDir, "queue-dir", "", "effect queue directory (default: a temporary one)")
+	flag.StringVar(&c.AdminAddr, "admin", "127.0.0.1:8080", "address of the admin page and /metrics during the run (\"\" for none)")
+	flag.DurationVar(&c.Hold, "hold", 0, "keep serving the admin page this long after the run (Ctrl-C ends it)")
 	flag.Parse()
 	c.S3.CreateBuckets = true
 	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
@@ -107,7 +127,9 @@ func main() {
 		defer os.RemoveAll(d)
 		c.QueueDir = d
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	sig, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	ctx, cancel := context.WithTimeout(sig, 10*time.Minute+c.Hold)
 	defer cancel()
 	if _, err := Run(ctx, c); err != nil {
 		fmt.Fprintln(os.Stderr, "bag-to-oss:", err)
@@ -169,6 +191,14 @@ func Run(ctx context.Context, c Config) (Report, error) {
 	}
 	moverDone := make(chan error, 1)
 	go func() { moverDone <- mv.Run(ctx) }()
+
+	if c.AdminAddr != "" {
+		stop, err := serveAdmin(c, db, q, mv)
+		if err != nil {
+			return rep, err
+		}
+		defer stop()
+	}
 
 	var mu sync.Mutex
 	committed := map[string]bool{}
@@ -258,7 +288,66 @@ func Run(ctx context.Context, c Config) (Report, error) {
 		fmt.Fprintf(c.Out, "bag-to-oss: checked: %d receipts, exactly the committed transactions, each once; %d bag snapshots equal the final table\n",
 			rep.Receipts, len(final))
 	}
+	if c.AdminAddr != "" && c.Hold > 0 {
+		if c.Out != nil {
+			fmt.Fprintf(c.Out, "bag-to-oss: the admin page stays up for %v; Ctrl-C ends it\n", c.Hold)
+		}
+		t := time.NewTimer(c.Hold)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
 	return rep, nil
+}
+
+// serveAdmin serves the admin page (read-write: it is on loopback) and the
+// Prometheus metrics of this run on c.AdminAddr, prints their URLs, and
+// returns the function that stops the server.
+func serveAdmin(c Config, db *stm.DB, q *effectqueue.Queue, mv *mover.Mover) (func(), error) {
+	col, err := metrics.NewCollector(&metrics.Options{
+		DB:     db,
+		Queues: map[string]*effectqueue.Queue{"main": q},
+		Movers: map[string]metrics.Mover{"main": mv},
+		Logger: c.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(col); err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/admin/", admin.Handler(&admin.Options{
+		RootPath: "/admin",
+		DB:       db,
+		Queues:   map[string]*effectqueue.Queue{"main": q},
+		Movers:   map[string]*mover.Mover{"main": mv},
+		Logger:   c.Logger,
+	}))
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ln, err := net.Listen("tcp", c.AdminAddr)
+	if err != nil {
+		// The usual port is taken (another demo?): any free one will do.
+		host, _, _ := net.SplitHostPort(c.AdminAddr)
+		if ln, err = net.Listen("tcp", net.JoinHostPort(host, "0")); err != nil {
+			return nil, fmt.Errorf("admin listener: %w", err)
+		}
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	if c.Out != nil {
+		base := "http://" + ln.Addr().String()
+		fmt.Fprintf(c.Out, "bag-to-oss: admin page  %s/admin/   (zest --url %s/admin queue)\n", base, base)
+		fmt.Fprintf(c.Out, "bag-to-oss: metrics     %s/metrics\n", base)
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
 }
 
 // verify lists the run's objects and compares them with the committed

@@ -56,8 +56,8 @@
 //     when refused) and kept in memory for GET actions (the last 200).
 //   - Payloads are shown capped (Options.MaxPayload), text as text and
 //     anything else as base64 or hex; the page puts every server value into
-//     the document as text, never as HTML, and sends a Content-Security-
-//     Policy that allows no inline script.
+//     the document as text, never as HTML, and sends a
+//     Content-Security-Policy that allows no inline script.
 //
 // # Sections
 //
@@ -68,12 +68,13 @@
 //
 // # Caveats
 //
-//   - The summary counts dead letters by reading them, up to 10,000, and
-//     lanes from the first 2,000 pending entries: with a longer backlog the
-//     page shows "10000+" and the lanes of the oldest entries only.
-//   - A lane's state comes from the retry state the mover persisted with the
-//     entry (attempts, last error, next retry): a lane appears blocked after
-//     its first failed attempt.
+//   - The summary counts dead letters by reading them (payloads too), up to
+//     1,000, and lanes from the first 2,000 pending entries: with more the
+//     page shows "1000+" and the lanes of the oldest entries only.
+//   - Lanes come from Mover.Lanes for a queue with a mover; without one, from
+//     the retry state persisted with each key's head entry (attempts, last
+//     error, next retry). Either way a lane shows as blocked from its first
+//     failed attempt.
 //   - Replaying a dead letter puts it at the tail: it is delivered after
 //     every entry committed before the replay, including newer ones of the
 //     same key. Replay-all of a key keeps the key's dead letters in their

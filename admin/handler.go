@@ -254,6 +254,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // ActionRecord is one state-changing request, as the handler recorded it.
+// It is a plain value, safe to copy.
 type ActionRecord struct {
 	Time   time.Time `json:"time"`
 	Actor  string    `json:"actor"`

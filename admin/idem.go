@@ -37,6 +37,7 @@ type forgetBody struct {
 }
 
 // ForgetResult is the answer of a forget.
+// It is a plain value, safe to copy.
 type ForgetResult struct {
 	Key       idem.Key `json:"key"`
 	Forgotten bool     `json:"forgotten"`

@@ -15,6 +15,7 @@ import (
 // Options configure the admin handler. A nil *Options selects every default:
 // a handler at "/" with no queues, no engine stats and no sections, which is
 // valid but shows nothing.
+// It is a plain value, safe to copy.
 type Options struct {
 	// RootPath is the path the application mounts the handler at, without
 	// a trailing slash ("/admin"); the handler serves RootPath/ (the page)

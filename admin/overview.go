@@ -5,6 +5,7 @@ import (
 )
 
 // EngineStats are the stm engine's counters since the DB was opened.
+// It is a plain value, safe to copy.
 type EngineStats struct {
 	Commits   uint64 `json:"commits"`
 	Rollbacks uint64 `json:"rollbacks"`
@@ -26,6 +27,7 @@ type EngineStats struct {
 }
 
 // Overview is everything the page shows in one answer.
+// It is a plain value, safe to copy.
 type Overview struct {
 	ReadOnly bool           `json:"readOnly"`
 	Queues   []QueueSummary `json:"queues"`
@@ -35,6 +37,7 @@ type Overview struct {
 }
 
 // SectionInfo describes a Section for the page: its name and View.
+// It is a plain value, safe to copy.
 type SectionInfo struct {
 	Name     string      `json:"name"`
 	Title    string      `json:"title"`

@@ -13,6 +13,7 @@ import (
 )
 
 // QueueSummary is the state of one queue and its mover.
+// It is a plain value, safe to copy.
 type QueueSummary struct {
 	Name string `json:"name"`
 	ID   string `json:"id"`
@@ -36,6 +37,7 @@ type QueueSummary struct {
 }
 
 // MoverSummary is the state of a queue's mover.
+// It is a plain value, safe to copy.
 type MoverSummary struct {
 	Paused bool `json:"paused"`
 	// Delivered (acked after the sink confirmed), Retries, DeadLettered
@@ -53,6 +55,7 @@ type MoverSummary struct {
 }
 
 // SinkSummary counts one sink's outcomes since the mover was made.
+// It is a plain value, safe to copy.
 type SinkSummary struct {
 	Delivered    uint64 `json:"delivered"`
 	Retries      uint64 `json:"retries"`
@@ -61,6 +64,7 @@ type SinkSummary struct {
 
 // LaneState is one ordering key of a mover: its head entry and whether it is
 // failing.
+// It is a plain value, safe to copy.
 type LaneState struct {
 	Key          string     `json:"key"`
 	Seq          uint64     `json:"seq"`
@@ -75,6 +79,7 @@ type LaneState struct {
 }
 
 // EntrySummary is one pending entry or dead letter in a list.
+// It is a plain value, safe to copy.
 type EntrySummary struct {
 	Seq       uint64    `json:"seq"`
 	Kind      string    `json:"kind"`
@@ -92,6 +97,7 @@ type EntrySummary struct {
 }
 
 // EntryDetail is one entry with its payload and metadata.
+// It is a plain value, safe to copy.
 type EntryDetail struct {
 	EntrySummary
 	// State is "pending" or "dead".
@@ -102,6 +108,7 @@ type EntryDetail struct {
 
 // ReplayResult says what a replay did: the dead letter's old sequence
 // number and the new one it got at the tail of the queue (0 in a dry run).
+// It is a plain value, safe to copy.
 type ReplayResult struct {
 	Seq    uint64 `json:"seq"`
 	NewSeq uint64 `json:"newSeq,omitempty"`
@@ -109,6 +116,7 @@ type ReplayResult struct {
 
 // BatchResult is the answer of a batch action (replay or discard of every
 // dead letter of a key, or of all).
+// It is a plain value, safe to copy.
 type BatchResult struct {
 	DryRun bool `json:"dryRun"`
 	// Done lists the entries acted on (or that would be, in a dry run), in

@@ -32,6 +32,7 @@ type sagaSection struct{ r *saga.Runner }
 func (s sagaSection) Name() string { return "sagas" }
 
 // StuckSaga is one row of the stuck sagas list.
+// It is a plain value, safe to copy.
 type StuckSaga struct {
 	ID        string    `json:"id"`
 	Flow      string    `json:"flow"`

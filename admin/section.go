@@ -29,6 +29,7 @@ type Section interface {
 }
 
 // A Route is one endpoint of a Section.
+// It is a plain value, safe to copy.
 type Route struct {
 	// Method is "GET" (must not change anything) or "POST".
 	Method string
@@ -116,6 +117,7 @@ const maxLimit = 1000
 
 // Page is the answer of a list endpoint: the items and, when there may be
 // more, the cursor to pass as "after" for the next page.
+// It is a plain value, safe to copy.
 type Page[T any] struct {
 	Items []T    `json:"items"`
 	Next  string `json:"next,omitempty"`
@@ -123,6 +125,7 @@ type Page[T any] struct {
 
 // View says how the page shows a Section. Every path is relative to the
 // section's API root and must name one of its Routes.
+// It is a plain value, safe to copy.
 type View struct {
 	// Title heads the section's panel.
 	Title string
@@ -137,6 +140,7 @@ type View struct {
 }
 
 // ListView is a table of a Section's items.
+// It is a plain value, safe to copy.
 type ListView struct {
 	// Path is a GET path answering a Page.
 	Path string `json:"path"`
@@ -147,6 +151,7 @@ type ListView struct {
 }
 
 // Column is one field of an item shown in a table.
+// It is a plain value, safe to copy.
 type Column struct {
 	Field string `json:"field"`
 	Label string `json:"label"`
@@ -154,6 +159,7 @@ type Column struct {
 
 // LookupView is a form that fetches one item by the fields an operator
 // types, and offers actions on it.
+// It is a plain value, safe to copy.
 type LookupView struct {
 	// Label names the form ("Look up a token").
 	Label string `json:"label"`
@@ -168,6 +174,7 @@ type LookupView struct {
 
 // Action is a button that POSTs to a Section's route after the operator
 // confirms it.
+// It is a plain value, safe to copy.
 type Action struct {
 	// Label is the button's text.
 	Label string `json:"label"`

@@ -2,7 +2,9 @@ package metrics
 
 import (
 	"context"
+	"fmt"
 	"maps"
+	"runtime/debug"
 	"slices"
 	"strings"
 
@@ -67,76 +69,119 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect reads every source and sends its metrics.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	out := sender{ch}
 	if db := c.opts.DB; db != nil {
-		c.collectDB(ch, db)
+		c.collectDB(out, db)
 	}
 	if len(c.queues) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), c.opts.ScrapeTimeout)
 		defer cancel()
 		for _, name := range c.queues {
-			c.collectQueue(ctx, ch, name, c.opts.Queues[name])
+			c.collectQueue(ctx, out, name, c.opts.Queues[name])
 		}
 	}
 	for _, name := range c.movers {
-		c.collectMover(ch, name, c.opts.Movers[name])
+		c.guard(out, c.d.moverInFlight, "Movers["+name+"].Stats", func() { c.collectMover(out, name, c.opts.Movers[name]) })
 	}
 	if s := c.opts.Sagas; s != nil {
-		for state, n := range s.SagasByState() {
-			ch <- prometheus.MustNewConstMetric(c.d.sagas, prometheus.GaugeValue, float64(n), state)
-		}
+		c.guard(out, c.d.sagas, "Sagas.SagasByState", func() {
+			for state, n := range s.SagasByState() {
+				out.gauge(c.d.sagas, float64(n), state)
+			}
+		})
 	}
 	if s := c.opts.Idem; s != nil {
-		ch <- prometheus.MustNewConstMetric(c.d.idemReplays, prometheus.CounterValue, float64(s.Replays()))
+		c.guard(out, c.d.idemReplays, "Idem.Replays", func() { out.counter(c.d.idemReplays, s.Replays()) })
 	}
+}
+
+// guard runs fn, which calls a source the application supplied, and turns
+// a panic in it into a failed metric and a log line: a scrape must not
+// bring the process down.
+func (c *Collector) guard(out sender, d *prometheus.Desc, source string, fn func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			err := fmt.Errorf("%w: %s: %v", ErrSourcePanicked, source, r)
+			c.opts.Logger.Error("metrics: a source panicked during a scrape", "source", source, "panic", r, "stack", string(debug.Stack()))
+			out.ch <- prometheus.NewInvalidMetric(d, err)
+		}
+	}()
+	fn()
+}
+
+// sender builds constant metrics and sends them. A value the client library
+// refuses (a label that is not valid UTF-8, from a table, sink or state
+// name) becomes a failed metric in the scrape instead of a panic.
+type sender struct{ ch chan<- prometheus.Metric }
+
+func (s sender) send(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+	m, err := prometheus.NewConstMetric(d, t, v, labels...)
+	if err != nil {
+		m = prometheus.NewInvalidMetric(d, err)
+	}
+	s.ch <- m
+}
+
+func (s sender) counter(d *prometheus.Desc, v uint64, labels ...string) {
+	s.send(d, prometheus.CounterValue, float64(v), labels...)
+}
+
+func (s sender) gauge(d *prometheus.Desc, v float64, labels ...string) {
+	s.send(d, prometheus.GaugeValue, v, labels...)
+}
+
+func (s sender) histogram(d *prometheus.Desc, count uint64, sum float64, buckets map[float64]uint64, labels ...string) {
+	m, err := prometheus.NewConstHistogram(d, count, sum, buckets, labels...)
+	if err != nil {
+		m = prometheus.NewInvalidMetric(d, err)
+	}
+	s.ch <- m
 }
 
 // noTable is the "table" label of conflicts on records that belong to no
 // table (stm.Stats.Conflicts[""]).
 const noTable = "(none)"
 
-func (c *Collector) collectDB(ch chan<- prometheus.Metric, db *stm.DB) {
+func (c *Collector) collectDB(out sender, db *stm.DB) {
 	st := db.Stats()
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	counter(c.d.commits, st.Commits)
-	counter(c.d.escalations, st.Escalations)
-	counter(c.d.aborts, st.Rollbacks, "error")
-	counter(c.d.aborts, st.Panics, "panic")
-	counter(c.d.aborts, st.Canceled, "canceled")
-	counter(c.d.aborts, st.RedoLimit, "redo_limit")
+	out.counter(c.d.commits, st.Commits)
+	out.counter(c.d.escalations, st.Escalations)
+	out.counter(c.d.aborts, st.Rollbacks, "error")
+	out.counter(c.d.aborts, st.Panics, "panic")
+	out.counter(c.d.aborts, st.Canceled, "canceled")
+	out.counter(c.d.aborts, st.RedoLimit, "redo_limit")
 	// Every cause, seen or not, so that rate() has a series from the start.
 	for cause := stm.Cause(0); cause.String() != "unknown"; cause++ {
-		counter(c.d.reruns, st.RerunsByCause[cause], causeLabel(cause))
+		out.counter(c.d.reruns, st.RerunsByCause[cause], causeLabel(cause))
 	}
 	for table, n := range st.Conflicts {
 		if table == "" {
 			table = noTable
 		}
-		counter(c.d.conflicts, n, table)
+		out.counter(c.d.conflicts, n, table)
 	}
 	h := whilecommit.StatsOf(db)
-	counter(c.d.hooksRun, h.Ran)
-	counter(c.d.hooksPanics, h.Panicked)
+	out.counter(c.d.hooksRun, h.Ran)
+	out.counter(c.d.hooksPanics, h.Panicked)
 }
 
 // causeLabel turns a cause's words into a label value: "stale read" →
 // "stale_read".
 func causeLabel(c stm.Cause) string { return strings.ReplaceAll(c.String(), " ", "_") }
 
-func (c *Collector) collectQueue(ctx context.Context, ch chan<- prometheus.Metric, name string, q *effectqueue.Queue) {
-	ch <- prometheus.MustNewConstMetric(c.d.queueDepth, prometheus.GaugeValue, float64(q.Depth()), name)
-	ch <- prometheus.MustNewConstMetric(c.d.queueOldest, prometheus.GaugeValue, q.OldestAge().Seconds(), name)
+func (c *Collector) collectQueue(ctx context.Context, out sender, name string, q *effectqueue.Queue) {
+	out.gauge(c.d.queueDepth, float64(q.Depth()), name)
+	out.gauge(c.d.queueOldest, q.OldestAge().Seconds(), name)
 	n, truncated, err := c.dead[name].count(ctx, c.opts.DeadLetterRefresh)
 	if err != nil {
 		// The scrape says which metric failed (promhttp's HandlerOpts.ErrorHandling
 		// decides what the scraper sees); the other metrics stand.
 		c.opts.Logger.Warn("metrics: counting dead letters failed", "queue", name, "err", err)
-		ch <- prometheus.NewInvalidMetric(c.d.queueDead, err)
+		out.ch <- prometheus.NewInvalidMetric(c.d.queueDead, fmt.Errorf("metrics: queue %q: %w", name, err))
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(c.d.queueDead, prometheus.GaugeValue, float64(n), name)
-	ch <- prometheus.MustNewConstMetric(c.d.queueDeadTrunc, prometheus.GaugeValue, boolValue(truncated), name)
+	out.gauge(c.d.queueDead, float64(n), name)
+	out.gauge(c.d.queueDeadTrunc, boolValue(truncated), name)
 }
 
 func boolValue(b bool) float64 {

@@ -77,5 +77,11 @@
 //     prometheus.WrapRegistererWith and a label that tells them apart.
 //   - A dead-letter count that fails (a closed queue, a timeout) fails that
 //     metric of the scrape (see promhttp.HandlerOpts.ErrorHandling) and is
-//     logged at Warn; the other metrics are still collected.
+//     logged at Warn; the other metrics are still collected. A source the
+//     application supplied (a Mover, SagaSource or IdemSource) that panics
+//     is recovered, logged at Error, and fails its metrics the same way
+//     (ErrSourcePanicked); so does a label value that is not UTF-8.
+//   - Label values come from names fixed at construction or by the
+//     application (queue, sink and table names, saga states): keep them
+//     few, as Prometheus stores one series per value.
 package metrics

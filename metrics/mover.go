@@ -4,8 +4,6 @@ import (
 	"maps"
 	"slices"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/zest-stm/zest/mover"
 )
 
@@ -20,21 +18,18 @@ var moverOutcomes = []struct {
 	{"dead_lettered", func(s mover.SinkStats) uint64 { return s.DeadLettered }},
 }
 
-func (c *Collector) collectMover(ch chan<- prometheus.Metric, name string, m Mover) {
+func (c *Collector) collectMover(out sender, name string, m Mover) {
 	st := m.Stats()
-	gauge := func(d *prometheus.Desc, v float64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, name)
-	}
-	gauge(c.d.moverLanesBlocked, float64(st.LanesBlocked))
-	gauge(c.d.moverInFlight, float64(st.InFlight))
-	gauge(c.d.moverPaused, boolValue(st.Paused))
+	out.gauge(c.d.moverLanesBlocked, float64(st.LanesBlocked), name)
+	out.gauge(c.d.moverInFlight, float64(st.InFlight), name)
+	out.gauge(c.d.moverPaused, boolValue(st.Paused), name)
 	for _, sink := range slices.Sorted(maps.Keys(st.BySink)) {
 		s := st.BySink[sink]
 		for _, o := range moverOutcomes {
-			ch <- prometheus.MustNewConstMetric(c.d.moverDeliveries, prometheus.CounterValue, float64(o.value(s)), name, sink, o.label)
+			out.counter(c.d.moverDeliveries, o.value(s), name, sink, o.label)
 		}
 		if h, ok := cumulative(s.Latency); ok {
-			ch <- prometheus.MustNewConstHistogram(c.d.moverDuration, s.Latency.Count, s.Latency.Sum, h, name, sink)
+			out.histogram(c.d.moverDuration, s.Latency.Count, s.Latency.Sum, h, name, sink)
 		}
 	}
 }

@@ -364,3 +364,21 @@ func TestOptions(t *testing.T) {
 	queues["other"] = q
 	assert.Equal(t, 1, testutil.CollectAndCount(c, "zest_queue_depth"))
 }
+
+// TestScrapeTimeout: counting dead letters stops at Options.ScrapeTimeout;
+// that metric fails with the deadline, the queue's depth is still there.
+func TestScrapeTimeout(t *testing.T) {
+	db, q := openQueue(t, nil)
+	enqueue(t, db, q, "s3.put", "a", "b")
+	deadLetterAll(t, q)
+	c, err := metrics.NewCollector(&metrics.Options{Queues: map[string]*effectqueue.Queue{"q": q},
+		ScrapeTimeout: time.Nanosecond, Logger: discardLogger()})
+	require.NoError(t, err)
+	reg := prometheus.NewPedanticRegistry()
+	require.NoError(t, reg.Register(c))
+	mfs, err := reg.Gather()
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), `queue "q"`)
+	assert.Equal(t, map[string]float64{`queue="q"`: 0}, valuesOf(mfs, "zest_queue_depth"))
+}

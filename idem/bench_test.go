@@ -117,6 +117,35 @@ func BenchmarkPayment(b *testing.B) {
 	}
 }
 
+// BenchmarkPaymentInterleaved alternates the two payments of
+// BenchmarkPayment, one of each per iteration on two separate DBs, and
+// times each, so that both see the same machine load (this machine is
+// shared). It reports plain-ns and tokens-ns per payment and their ratio;
+// each includes ~40 ns of time.Now calls. Run it with a fixed -benchtime
+// such as 200000x.
+func BenchmarkPaymentInterleaved(b *testing.B) {
+	plain, tokens := newPayments(b, ""), newPayments(b, "")
+	ctx := context.Background()
+	var dp, dt time.Duration
+	n := 0
+	for i := 0; b.Loop(); i++ {
+		t0 := time.Now()
+		if err := plain.pay(ctx, i, false); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := tokens.pay(ctx, i, true); err != nil {
+			b.Fatal(err)
+		}
+		dt += time.Since(t1)
+		dp += t1.Sub(t0)
+		n++
+	}
+	b.ReportMetric(float64(dp.Nanoseconds())/float64(n), "plain-ns")
+	b.ReportMetric(float64(dt.Nanoseconds())/float64(n), "tokens-ns")
+	b.ReportMetric(float64(dt)/float64(dp), "ratio")
+}
+
 // BenchmarkPaymentDurable is BenchmarkPayment on a durable DB (sync mode,
 // one fsync per group commit), from 64 goroutines.
 func BenchmarkPaymentDurable(b *testing.B) {

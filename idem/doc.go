@@ -35,6 +35,8 @@
 //   - The same key with another fingerprint is ErrMismatch; a key linked to a
 //     running outside operation (Link) is ErrInProgress until Settle stores
 //     its final result.
+//   - A body that commits after Begin without calling Finish leaves a token
+//     with an empty result: the operation ran, so it is not run again.
 //   - Bad input (an empty or over-long key, a result over MaxResultSize, a
 //     fingerprint of the wrong size) is an error and stores nothing.
 //

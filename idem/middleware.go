@@ -214,6 +214,9 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusUnprocessableEntity, m.o.Header+" reused with another request")
 	case errors.Is(err, ErrInProgress):
 		problem(w, http.StatusConflict, "a request with this "+m.o.Header+" is still being processed")
+	case errors.Is(err, ErrResultTooLarge):
+		m.o.Logger.Error("idem: response too large to store; raise Options.MaxResultSize", "key", key.String(), "err", err)
+		problem(w, http.StatusInternalServerError, "the response is too large to store")
 	case r.Context().Err() != nil:
 		// The client is gone; nothing was committed.
 	default:

@@ -213,7 +213,8 @@ func TestDurableTwoDBsOneBadger(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	open := func() (*badger.DB, [2]*stm.DB, [2]*effectqueue.Queue, [2]*table.Table[string, string]) {
-		bdb, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithSyncWrites(true))
+		bdb, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithSyncWrites(true).
+			WithValueLogFileSize(64 << 20).WithMemTableSize(16 << 20)) // small enough to map on 32-bit platforms
 		require.NoError(t, err)
 		var dbs [2]*stm.DB
 		var qs [2]*effectqueue.Queue

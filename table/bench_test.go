@@ -3,6 +3,8 @@ package table_test
 import (
 	"context"
 	"math/rand/v2"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -107,4 +109,117 @@ func BenchmarkReadOnly(b *testing.B) {
 		}
 	}
 	_ = sink
+}
+
+// BenchmarkReadOnlyRWMutexMap is the anchor of BenchmarkReadOnly: the same
+// two reads from a map under a sync.RWMutex.
+func BenchmarkReadOnlyRWMutexMap(b *testing.B) {
+	var mu sync.RWMutex
+	m := make(map[int]int64, 1024)
+	for i := range 1024 {
+		m[i] = 1000
+	}
+	var sink int64
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		mu.RLock()
+		a, c := m[i&1023], m[(i+1)&1023]
+		mu.RUnlock()
+		sink += a + c
+	}
+	_ = sink
+}
+
+// BenchmarkInsertDisjointParallel inserts distinct keys, one per
+// transaction, from GOMAXPROCS goroutines (-cpu 8 for 8), blindly: the
+// reruns per commit measure conflicts between inserts of different keys.
+func BenchmarkInsertDisjointParallel(b *testing.B) {
+	db, err := stm.Open(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tb, err := table.New[int, int64](db, "inserts")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	var next atomic.Int64
+	var failed atomic.Bool
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			k := int(next.Add(1))
+			if err := db.Run(ctx, func(tx *stm.Tx) error { tb.Put(tx, k, 1); return nil }); err != nil {
+				failed.Store(true)
+			}
+		}
+	})
+	if failed.Load() {
+		b.Fatal("an insert failed")
+	}
+	s := db.Stats()
+	b.ReportMetric(float64(s.Reruns)/float64(s.Commits), "reruns/commit")
+}
+
+// BenchmarkAbsentGets reads a million distinct absent keys, 1,000 per
+// transaction, and reports how much the heap grew (after a GC).
+func BenchmarkAbsentGets(b *testing.B) {
+	for b.Loop() {
+		db, _ := stm.Open(nil)
+		tb, _ := table.New[int, int64](db, "absent")
+		before := heapAfterGC()
+		for i := 0; i < 1_000_000; i += 1000 {
+			_ = db.Run(context.Background(), func(tx *stm.Tx) error {
+				for k := i; k < i+1000; k++ {
+					tb.Get(tx, k)
+				}
+				return nil
+			})
+		}
+		b.ReportMetric(float64(heapAfterGC()-before)/(1<<20), "heap-growth-MB")
+		runtime.KeepAlive(tb)
+	}
+}
+
+// BenchmarkLenAfterChurn inserts and deletes a million keys (1,000 per
+// transaction, not timed), then times Len of the emptied table, and reports
+// the heap left over compared with before the inserts.
+func BenchmarkLenAfterChurn(b *testing.B) {
+	db, _ := stm.Open(nil)
+	tb, _ := table.New[int, int64](db, "churn")
+	ctx := context.Background()
+	before := heapAfterGC()
+	for _, del := range []bool{false, true} {
+		for i := 0; i < 1_000_000; i += 1000 {
+			_ = db.Run(ctx, func(tx *stm.Tx) error {
+				for k := i; k < i+1000; k++ {
+					if del {
+						tb.Delete(tx, k)
+					} else {
+						tb.Put(tx, k, 1)
+					}
+				}
+				return nil
+			})
+		}
+	}
+	left := heapAfterGC() - before
+	b.ResetTimer()
+	for b.Loop() {
+		_ = db.Run(ctx, func(tx *stm.Tx) error {
+			if tb.Len(tx) != 0 {
+				b.Fatal("table not empty")
+			}
+			return nil
+		})
+	}
+	b.ReportMetric(float64(left)/(1<<20), "heap-left-MB")
+}
+
+func heapAfterGC() int64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
 }

@@ -30,12 +30,14 @@ func NewHandler(opts *Options) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &handler{opts: o}
-	ui, err := fs.Sub(uiFS, "ui")
-	if err != nil {
-		return nil, err
+	h := &handler{opts: o, static: map[string]staticFile{}}
+	for name, ctype := range map[string]string{"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"} {
+		b, err := fs.ReadFile(uiFS, "ui/"+name)
+		if err != nil {
+			return nil, err
+		}
+		h.static["/static/"+name] = staticFile{body: b, ctype: ctype}
 	}
-	h.static = http.FileServerFS(ui)
 	h.addQueueRoutes()
 	h.addCoreRoutes()
 	for _, s := range o.Sections {
@@ -60,13 +62,18 @@ func Handler(opts *Options) http.Handler {
 // and the record of actions has its own lock.
 type handler struct {
 	opts   Options
-	static http.Handler
+	static map[string]staticFile // by path under RootPath
 	routes []route
 
 	mu struct {
 		sync.Mutex
 		actions []ActionRecord // newest last, at most maxActions
 	}
+}
+
+type staticFile struct {
+	body  []byte
+	ctype string
 }
 
 type route struct {
@@ -127,7 +134,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("X-Frame-Options", "DENY")
 	w.Header().Set("Cache-Control", "no-store")
-	if f := h.opts.Authorize; f != nil && !f(r) {
+	allowed, err := h.authorize(r)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	if !allowed {
 		if r.Header.Get("Authorization") == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="zest-admin"`)
 			writeError(w, http.StatusUnauthorized, fmt.Errorf("%w: credentials required", ErrUnauthorized))
@@ -160,13 +172,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.servePage(w, r)
 			return
 		}
-		if !strings.HasPrefix(rest, "/static/") {
+		f, ok := h.static[rest]
+		if !ok {
 			writeError(w, http.StatusNotFound, fmt.Errorf("%w: %s", ErrNotFound, r.URL.Path))
 			return
 		}
-		r2 := r.Clone(r.Context())
-		r2.URL.Path = strings.TrimPrefix(rest, "/static")
-		h.static.ServeHTTP(w, r2)
+		w.Header().Set("Content-Type", f.ctype)
+		w.Write(f.body)
 		return
 	}
 	method := r.Method
@@ -194,7 +206,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("%w: no API endpoint %s", ErrNotFound, r.URL.Path))
 		return
 	}
-	req := &Request{HTTP: r, Actor: h.opts.Actor(r), params: params}
+	actor, err := h.actor(r)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	req := &Request{HTTP: r, Actor: actor, params: params}
 	v, err := h.call(rt, req)
 	if method == http.MethodPost {
 		h.record(req, err)
@@ -204,6 +221,32 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, v)
+}
+
+// authorize asks Options.Authorize, turning its panic into an error (the
+// request is refused).
+func (h *handler) authorize(r *http.Request) (ok bool, err error) {
+	if h.opts.Authorize == nil {
+		return true, nil
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			h.opts.Logger.Error("admin: Authorize panicked", "path", r.URL.Path, "panic", p)
+			ok, err = false, fmt.Errorf("admin: internal error: Authorize panicked: %v", p)
+		}
+	}()
+	return h.opts.Authorize(r), nil
+}
+
+// actor asks Options.Actor, turning its panic into an error.
+func (h *handler) actor(r *http.Request) (a string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			h.opts.Logger.Error("admin: Actor panicked", "path", r.URL.Path, "panic", p)
+			a, err = "", fmt.Errorf("admin: internal error: Actor panicked: %v", p)
+		}
+	}()
+	return h.opts.Actor(r), nil
 }
 
 // call runs a route's handler, turning a panic into a 500: a panicking

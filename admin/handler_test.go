@@ -195,6 +195,9 @@ func TestMalformedRequests(t *testing.T) {
 		{"delete", "DELETE", fmt.Sprintf("/api/queues/main/dead/%d", dead), "", nil, 405, "method not allowed"},
 		{"unknown endpoint", "GET", "/api/nothing/here", "", nil, 404, "no API endpoint"},
 		{"unknown static", "GET", "/secret", "", nil, 404, "not found"},
+		{"static traversal", "GET", "/static/../errors.go", "", nil, 404, "not found"},
+		{"static traversal escaped", "GET", "/static/%2e%2e/errors.go", "", nil, 404, "not found"},
+		{"api traversal", "GET", "/api/queues/main/../../stats/x", "", nil, 404, "no API endpoint"},
 		{"pause without mover", "POST", "/api/queues/idle/mover/pause", "", nil, 404, "has no mover"},
 		{"huge body", "POST", "/api/queues/main/dead/replay", `{"key":"` + strings.Repeat("x", 70<<10) + `"}`, nil, 400, "body"},
 	}

@@ -162,3 +162,32 @@ func TestNilOptionsServesPage(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// TestCallbackPanics: a panicking Authorize or Actor gets a 500 with a JSON
+// error, changes nothing, and the server goes on serving.
+func TestCallbackPanics(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		o    admin.Options
+		msg  string
+	}{
+		{"authorize", admin.Options{Authorize: func(*http.Request) bool { panic("auth bug") }}, "Authorize panicked: auth bug"},
+		{"actor", admin.Options{Actor: func(*http.Request) string { panic("actor bug") }}, "Actor panicked: actor bug"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, &c.o, "bad")
+			seqs := e.enqueue(e.db, e.q, "bad")
+			e.drain()
+			before := e.state()
+			for i := 0; i < 3; i++ {
+				st, body := e.do("POST", fmt.Sprintf("/api/queues/main/dead/%d/discard", seqs[0]), "", nil, nil)
+				if st != 500 || !strings.Contains(body, c.msg) {
+					t.Fatalf("POST with a panicking %s: %d %s", c.name, st, body)
+				}
+			}
+			if after := e.state(); fmt.Sprint(before) != fmt.Sprint(after) {
+				t.Fatalf("state changed: %+v -> %+v", before, after)
+			}
+		})
+	}
+}

@@ -24,8 +24,16 @@
 //     instead of reporting it.
 //   - Progress: after Options.EscalateAfter failed attempts a transaction
 //     runs in serial mode (other update commits wait for it), so a hot
-//     record cannot starve it. Options.MaxAttempts and the context bound the
-//     number of attempts.
+//     record cannot starve it. Options.MaxAttempts (ErrTooManyAttempts) and
+//     the context (its own error) bound the number of attempts.
+//   - Nothing acted on can be lost: with a durable log (package effectqueue)
+//     in its Sync mode, Run does not return, and hooks do not run, until
+//     every value the transaction read is on disk. A transaction that read
+//     only older values does not wait.
+//   - Nothing hangs: hooks run after every lock and the serial gate are
+//     released; a Run inside a body returns ErrNestedRun at once; every wait
+//     ends with the context; a panic in the body or in the commit path
+//     releases everything and reaches the caller.
 //
 // # How it works
 //
@@ -47,14 +55,20 @@
 //     writes are not rolled back. Register effects with package whilecommit
 //     (in-process) or package effectqueue (other systems).
 //   - A Tx belongs to one goroutine and is valid only inside its body. A
-//     stale Tx panics with ErrTxDone.
+//     stale Tx panics with ErrTxDone. Do not call Run from a body (it returns
+//     ErrNestedRun); use Tx.Savepoint, or whilecommit.Do to start a
+//     transaction after the commit. A body that starts a goroutine which
+//     runs a transaction and waits for it may wait for a long time if the
+//     body runs in serial mode: that goroutine's commit waits for the body's
+//     transaction (its context still ends the wait).
 //   - A conflict aborts an attempt by panicking with a private value that
 //     Run recovers. A body that recovers panics must re-panic what it did
 //     not throw. The attempt is discarded either way.
 //   - Values stored in a Var are shared by every reader. Do not mutate a
 //     stored slice, map or pointee. Package table clones values for you.
 //   - Values are visible to other transactions as soon as they are
-//     published, which can be before a durable commit's records reach disk
-//     (Run waits for disk before returning). If that write then fails, the
-//     DB stops (ErrStopped) instead of running ahead of disk.
+//     published, which can be before a durable commit's records reach disk.
+//     A reader waits for the disk before it returns (see above); if the write
+//     fails, the DB stops (ErrStopped), the writer gets ErrOutcomeUnknown and
+//     the reader ErrStopped.
 package stm

@@ -47,8 +47,8 @@ func crashOptions() *saga.Options {
 
 // crashFlow is the issue's flow: reserve locally, set the price (with a
 // query), take the stock (without), update the product locally.
-func crashFlow(e *env, url string) *saga.Flow[order] {
-	c := &ledgerClient{url: url, hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+func crashFlow(e *env, url, run string) *saga.Flow[order] {
+	c := &ledgerClient{url: url, run: run, hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 	f, err := saga.Define("order", 1,
 		saga.Local("reserve",
 			func(tx *stm.Tx, s *order) error { e.bump(tx, "reserve:"+s.Item); return nil },
@@ -93,7 +93,7 @@ func (fatalTB) FailNow() { fmt.Println("error FailNow"); os.Exit(1) }
 // <phase>", until it is killed.
 func crashChild(dir, url, run string) {
 	var f *saga.Flow[order]
-	e := openEnv(fatalTB{}, dir, crashOptions(), func(e *env) { f = crashFlow(e, url) })
+	e := openEnv(fatalTB{}, dir, crashOptions(), func(e *env) { f = crashFlow(e, url, run) })
 	fmt.Println("ready")
 	var mu sync.Mutex
 	say := func(format string, a ...any) {
@@ -172,7 +172,7 @@ func TestCrashKill9(t *testing.T) {
 	// undos stay); every saga must end or be stuck.
 	svc.setHook(nil)
 	svc.setFailures(false)
-	e := openEnv(t, dir, crashOptions(), func(e *env) { crashFlow(e, svc.url) })
+	e := openEnv(t, dir, crashOptions(), func(e *env) { crashFlow(e, svc.url, "final") })
 	type row struct {
 		id string
 		in saga.Info
@@ -286,7 +286,11 @@ func crashRun(t *testing.T, svc *ledgerService, dir string, run int, mode string
 	var mu sync.Mutex
 	seen := 0
 	if mode != "lines" && mode != "time" {
-		svc.setHook(func(ev string) {
+		me := strconv.Itoa(run)
+		svc.setHook(func(ev, from string) {
+			if from != me { // a request a killed child sent before it died
+				return
+			}
 			if mode == "undo" && strings.HasPrefix(ev, "undo") || ev == mode {
 				mu.Lock()
 				seen++

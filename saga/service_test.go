@@ -31,11 +31,11 @@ type ledgerService struct {
 
 	mu struct {
 		sync.Mutex
-		n        int                  // requests served
-		ops      map[string]*ledgerOp // forward OpID → its record
-		keys     map[string]int       // idempotency key → requests
-		failures bool                 // the schedule of faults is on
-		hook     func(event string)   // kill points; may be nil
+		n        int                     // requests served
+		ops      map[string]*ledgerOp    // forward OpID → its record
+		keys     map[string]int          // idempotency key → requests
+		failures bool                    // the schedule of faults is on
+		hook     func(event, run string) // kill points; may be nil
 	}
 }
 
@@ -70,7 +70,7 @@ func startLedger() (*ledgerService, error) {
 
 func (s *ledgerService) close() { _ = s.srv.Close() }
 
-func (s *ledgerService) setHook(h func(string)) {
+func (s *ledgerService) setHook(h func(event, run string)) {
 	s.mu.Lock()
 	s.mu.hook = h
 	s.mu.Unlock()
@@ -114,12 +114,13 @@ func (s *ledgerService) faultLocked() string {
 	return ""
 }
 
-func (s *ledgerService) event(e string) {
+// event reports a kill point of a request sent by child run r.
+func (s *ledgerService) event(e string, r *http.Request) {
 	s.mu.Lock()
 	h := s.mu.hook
 	s.mu.Unlock()
 	if h != nil {
-		h(e)
+		h(e, r.Header.Get("X-Run"))
 	}
 }
 
@@ -134,7 +135,7 @@ func (s *ledgerService) opLocked(op, saga, step string) *ledgerOp {
 
 func (s *ledgerService) do(w http.ResponseWriter, r *http.Request) {
 	key, sg, step := r.Header.Get("Idempotency-Key"), r.Header.Get("X-Saga"), r.Header.Get("X-Step")
-	s.event("do-arrive")
+	s.event("do-arrive", r)
 	s.mu.Lock()
 	s.mu.keys[key]++
 	fault := s.faultLocked()
@@ -158,14 +159,14 @@ func (s *ledgerService) do(w http.ResponseWriter, r *http.Request) {
 		o.Applied = 1
 	}
 	s.mu.Unlock()
-	s.event("do-applied")
+	s.event("do-applied", r)
 	s.answer(w, fault)
 }
 
 func (s *ledgerService) undo(w http.ResponseWriter, r *http.Request) {
 	key, fwd := r.Header.Get("Idempotency-Key"), r.Header.Get("X-Forward")
 	sg, step := r.Header.Get("X-Saga"), r.Header.Get("X-Step")
-	s.event("undo-arrive")
+	s.event("undo-arrive", r)
 	s.mu.Lock()
 	s.mu.keys[key]++
 	fault := s.faultLocked()
@@ -181,7 +182,7 @@ func (s *ledgerService) undo(w http.ResponseWriter, r *http.Request) {
 		o.UndoApplied = true
 	}
 	s.mu.Unlock()
-	s.event("undo-applied")
+	s.event("undo-applied", r)
 	s.answer(w, fault)
 }
 
@@ -230,6 +231,7 @@ const crashTimeout = 300 * time.Millisecond
 // permanent, 5xx retryable, a lost connection after sending ambiguous.
 type ledgerClient struct {
 	url string
+	run string // sent as X-Run, so that kill points count only this child's requests
 	hc  *http.Client
 }
 
@@ -241,6 +243,7 @@ func (c *ledgerClient) post(ctx context.Context, path string, call saga.Call) er
 	req.Header.Set("Idempotency-Key", call.OpID)
 	req.Header.Set("X-Saga", call.Saga)
 	req.Header.Set("X-Step", call.Step)
+	req.Header.Set("X-Run", c.run)
 	if call.Undo {
 		req.Header.Set("X-Forward", forwardOp(call.OpID))
 	}

@@ -62,12 +62,20 @@ func main() {
 		gorsF     = flag.String("goroutines", "1,8,64", "goroutine counts")
 		enginesF  = flag.String("engines", "zest,anacrolix-stm,mutex-map,mutex-per-record,badger-inmem", "engines")
 		out       = flag.String("o", "", "also write the markdown table to this file")
+		workloads = flag.String("workload", "bank,reads,inserts", "workloads: bank, reads (read-only transactions vs a RWMutex map), inserts (blind inserts of distinct keys)")
 	)
 	flag.Parse()
+	wl := map[string]bool{}
+	for _, w := range strings.Split(*workloads, ",") {
+		wl[w] = true
+	}
 	accounts, gors := ints(*accountsF), ints(*gorsF)
 	names := strings.Split(*enginesF, ",")
 	fmt.Printf("GOMAXPROCS=%d, %s per measurement, median of %d\n", runtime.GOMAXPROCS(0), *dur, *count)
 	var results []result
+	if !wl["bank"] {
+		accounts = nil
+	}
 	for _, n := range accounts {
 		for _, name := range names {
 			e := newEngine(name)
@@ -102,7 +110,21 @@ func main() {
 		defer f.Close()
 		w = io.MultiWriter(os.Stdout, f)
 	}
-	printTable(w, results)
+	if len(results) > 0 {
+		printTable(w, results)
+	}
+	if wl["reads"] {
+		if err := readsWorkload(w, gors, *dur, *count); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	if wl["inserts"] {
+		if err := insertsWorkload(w, gors, *dur, *count); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
 }
 
 func ints(s string) []int {

@@ -238,6 +238,7 @@ func TestBrowserSections(t *testing.T) {
 		chromedp.WaitVisible(chromedp.ID("confirm-note")),
 		chromedp.SendKeys(chromedp.ID("confirm-note"), "refunds fixed by ops"),
 		chromedp.Click(chromedp.ID("confirm-ok")),
+		waitJS(`document.getElementById("status").textContent === "Retry: done"`),
 	)
 	wctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

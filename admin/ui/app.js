@@ -187,14 +187,12 @@
 
   // sectionDynamic builds the parts of a section panel that refresh: its
   // counters and its list.
-  async function sectionDynamic(sec) {
+  function sectionDynamic(sec, c, page) {
     const dyn = el("div", { class: "dyn" });
-    if (sec.counters) {
-      const c = await call("GET", sec.name + "/" + sec.counters);
+    if (c) {
       dyn.append(el("div", { class: "counters" }, ...Object.entries(c).map(([k, v]) => counter(k, v))));
     }
-    if (sec.list) {
-      const page = await call("GET", sec.name + "/" + sec.list.path);
+    if (page) {
       const cols = sec.list.columns;
       dyn.append(table("items", cols.map(c => c.label).concat([""]), page.items.map(it => el("tr", { class: "item" },
         ...cols.map(c => el("td", { text: it[c.field] == null ? "" : (typeof it[c.field] === "object" ? JSON.stringify(it[c.field]) : String(it[c.field])) })),
@@ -231,6 +229,19 @@
 
   const sectionBoxes = new Map();
 
+  // The page keeps a part's DOM while its data is unchanged, so that a
+  // refresh never swaps a button out from under the operator's click.
+  const rendered = new Map(); // part -> JSON of the data it was built from
+  const built = new Map();    // part -> its element
+  function memo(part, data, build) {
+    const sig = JSON.stringify(data);
+    if (rendered.get(part) === sig && built.has(part)) return built.get(part);
+    const node = build();
+    rendered.set(part, sig);
+    built.set(part, node);
+    return node;
+  }
+
   async function refresh() {
     if (busy) return;
     try {
@@ -239,15 +250,22 @@
       for (const q of o.queues) {
         const qp = "queues/" + encodeURIComponent(q.name);
         const [dead, pending] = await Promise.all([call("GET", qp + "/dead?limit=50"), call("GET", qp + "/entries?limit=50")]);
-        qs.push(renderQueue(q, dead, pending));
+        qs.push(memo("queue:" + q.name, [q, dead, pending], () => renderQueue(q, dead, pending)));
       }
       if (busy) return;
-      document.getElementById("queues").replaceChildren(...qs);
-      renderStats(o.stats);
+      const qbox = document.getElementById("queues");
+      if (qs.length !== qbox.children.length || qs.some((n, i) => qbox.children[i] !== n)) qbox.replaceChildren(...qs);
+      if (rendered.get("stats") !== JSON.stringify(o.stats)) { rendered.set("stats", JSON.stringify(o.stats)); renderStats(o.stats); }
       const secs = document.getElementById("sections");
       for (const sec of o.sections) {
-        const dyn = await sectionDynamic(sec);
+        const [counters, page] = await Promise.all([
+          sec.counters ? call("GET", sec.name + "/" + sec.counters) : null,
+          sec.list ? call("GET", sec.name + "/" + sec.list.path) : null]);
         if (busy) return;
+        const sig = JSON.stringify([counters, page]);
+        if (rendered.get("section:" + sec.name) === sig) continue;
+        rendered.set("section:" + sec.name, sig);
+        const dyn = sectionDynamic(sec, counters, page);
         let box = sectionBoxes.get(sec.name);
         if (!box) {
           box = sectionPanel(sec);

@@ -16,8 +16,9 @@ import (
 )
 
 // Collector exports Zest's state to Prometheus. It reads its sources when
-// scraped and keeps no state of its own between scrapes, so nothing in the
-// commit path changes for it.
+// scraped, so nothing in the commit path changes for it, and keeps nothing
+// between scrapes but the dead-letter counts that Options.DeadLetterRefresh
+// asks it to reuse.
 //
 // A Collector is safe for concurrent use: a registry may scrape it from
 // several goroutines at once.

@@ -33,8 +33,8 @@ type Options struct {
 	// Idem reports idempotency-token replays (zest_idem_replays_total); see
 	// IdemTokens. Default nil: none.
 	Idem IdemSource
-	// MaxDeadLetters bounds how many dead letters are counted per queue and
-	// count: the queue keeps no count, so counting reads the dead letters,
+	// MaxDeadLetters bounds how many dead letters of a queue one count
+	// reads: the queue keeps no count, so counting reads the dead letters,
 	// payloads included (see "Cost of a scrape" in the package doc). A queue
 	// with more reports MaxDeadLetters and sets
 	// zest_queue_dead_letters_truncated. Default 100.
@@ -47,8 +47,8 @@ type Options struct {
 	// ScrapeTimeout bounds the reads of one scrape that can block (counting
 	// dead letters). Default 5s.
 	ScrapeTimeout time.Duration
-	// Logger receives the collector's logs (a source that failed, at Warn).
-	// Default slog.Default().
+	// Logger receives the collector's logs: a failed dead-letter count at
+	// Warn, a panicking source at Error. Default slog.Default().
 	Logger *slog.Logger
 }
 

@@ -7,15 +7,15 @@ import (
 // Mover is what the collector reads from a mover; *mover.Mover implements
 // it.
 //
-// Stats is called once per scrape, from the scraping goroutine, and must be
-// safe to call concurrently with the mover's work.
+// Stats is called once per scrape, possibly by several scrapes at once, and
+// must be safe to call concurrently with the mover's work.
 type Mover interface {
 	Stats() mover.Stats
 }
 
 // SagaSource reports how many sagas are in each state ("running", "stuck",
-// ...); SagaRunners makes one of saga runners. The states must be a small fixed set: each
-// becomes a value of the "state" label of zest_sagas.
+// ...); SagaRunners makes one of saga runners. The states must be a small
+// fixed set: each becomes a value of the "state" label of zest_sagas.
 //
 // SagasByState is called once per scrape and must be safe for concurrent
 // use; it should be cheap (counters kept as sagas change state, not a scan).

@@ -17,6 +17,7 @@
 //	zest tokens get ID [--scope S] [--scene X] | forget ID [--scope S] [--scene X] [--note TEXT] [--dry-run]
 //	zest stats                                  engine counters
 //	zest actions                                actions recorded by the handler
+//	zest inspect --dir DIR [--prefix P] queue|dead ls|dead show SEQ|pending ls|pending show SEQ
 //
 // --url defaults to $ZEST_ADMIN_URL, else http://127.0.0.1:8080 (the address
 // and RootPath the application mounted the handler at). The token in
@@ -36,7 +37,11 @@
 // # Caveats
 //
 //   - zest needs the admin handler of the running server; it cannot open the
-//     queue's Badger directory while the server holds it.
+//     queue's Badger directory while the server holds it. For a stopped
+//     server, zest inspect --dir opens the directory read-only (Badger's
+//     read-only mode, which refuses a directory another process holds) and
+//     answers the read commands; a directory left by a crash, with a log
+//     still to replay, must first be opened once by the application.
 //   - A batch (--all) acts on the dead letters one by one: if one fails, the
 //     ones before it are done, and the answer lists them.
 package main

@@ -71,6 +71,8 @@ const usage = `usage: zest [--url URL] [--queue NAME] [--json] COMMAND ...
   tokens forget ID [--scope S] [--scene X] [--note TEXT] [--dry-run]
   stats                                   engine counters
   actions                                 actions recorded by the handler
+  inspect --dir DIR [--prefix P] queue|dead ...|pending ...
+                                          read a stopped server's queue directory
 
 --url defaults to $ZEST_ADMIN_URL, else http://127.0.0.1:8080; the token in
 $ZEST_ADMIN_TOKEN is sent as a bearer token.
@@ -165,6 +167,8 @@ func (c *cli) dispatch(ctx context.Context, cmd string, args []string) error {
 			return err
 		}
 		return c.cmdTokens(ctx, s, rest)
+	case "inspect":
+		return c.inspect(ctx, args)
 	case "stats":
 		return c.cmdStats(ctx, args)
 	case "actions":

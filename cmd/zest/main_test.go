@@ -363,3 +363,58 @@ func TestProcessExitCode(t *testing.T) {
 func regexpLine(out, re string) bool {
 	return regexpMust(re).MatchString(out)
 }
+
+// TestInspect reads a stopped server's queue directory: the same answers as
+// online, read-only, and a clear refusal while another process holds it.
+func TestInspect(t *testing.T) {
+	dir := t.TempDir()
+	db, _ := stm.Open(nil)
+	q, err := effectqueue.Open(db, &effectqueue.Options{Dir: dir, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{t: t}
+	seqs := s.enqueue(db, q, "a", "b", "c")
+	if err := q.DeadLetter(context.Background(), seqs[1], "set aside"); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	// While the queue is open, inspect is refused.
+	code, _, errs := s.zestEnv(env, "inspect", "--dir", dir, "queue")
+	if code != exitFailed || !strings.Contains(errs, "is the server still running?") {
+		t.Fatalf("inspect of an open directory: %d %s", code, errs)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := s.zestEnv(env, "inspect", "--dir", dir, "queue")
+	if code != 0 || !regexpLine(out, `^main\s+3\s+2\s+\S+\s+1\s+0\s+-`) {
+		t.Fatalf("inspect queue: %d\n%s%s", code, out, errs)
+	}
+	code, out, _ = s.zestEnv(env, "inspect", "--dir", dir, "dead", "show", fmt.Sprint(seqs[1]))
+	if code != 0 || !strings.Contains(out, "body of b") || !strings.Contains(out, "set aside") {
+		t.Fatalf("inspect dead show: %d\n%s", code, out)
+	}
+	code, out, _ = s.zestEnv(env, "inspect", "--dir", dir, "pending", "ls", "--json")
+	var p admin.Page[admin.EntrySummary]
+	if code != 0 || json.Unmarshal([]byte(out), &p) != nil || len(p.Items) != 2 {
+		t.Fatalf("inspect pending ls: %d\n%s", code, out)
+	}
+	code, _, errs = s.zestEnv(env, "inspect", "--dir", dir, "dead", "replay", fmt.Sprint(seqs[1]))
+	if code != exitRefused || !strings.Contains(errs, "read-only") {
+		t.Fatalf("inspect dead replay: %d %s", code, errs)
+	}
+	if code, _, _ = s.zestEnv(env, "inspect", "--dir", dir, "mover", "pause"); code != exitUsage {
+		t.Fatalf("inspect mover pause: %d", code)
+	}
+	// Nothing was changed: the queue reopens with the same state.
+	db2, _ := stm.Open(nil)
+	q2, err := effectqueue.Open(db2, &effectqueue.Options{Dir: dir, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q2.Close()
+	if q2.Head() != seqs[2] || q2.Depth() != 2 {
+		t.Fatalf("after inspect: head %d depth %d", q2.Head(), q2.Depth())
+	}
+}

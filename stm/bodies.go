@@ -80,6 +80,10 @@ func (b *bodies) exit(g uintptr, slot int) {
 		b.slots[slot].Store(0)
 		return
 	}
+	b.exitOverflow(g)
+}
+
+func (b *bodies) exitOverflow(g uintptr) {
 	b.mu.Lock()
 	delete(b.mu.overflow, g)
 	b.overflowN.Add(-1)

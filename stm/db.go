@@ -32,6 +32,7 @@ type DB struct {
 	serialSem chan struct{}
 
 	log     atomic.Pointer[logSlot]
+	ended   atomic.Bool // closed or stopped: Err's fast path
 	closed  atomic.Bool
 	stopped atomic.Pointer[stopCause]
 
@@ -112,6 +113,7 @@ func (db *DB) extension(key any, create func() any) any {
 // Transactions already running finish normally. Close is idempotent.
 func (db *DB) Close() error {
 	db.closed.Store(true)
+	db.ended.Store(true)
 	return nil
 }
 
@@ -120,6 +122,7 @@ func (db *DB) Close() error {
 // never runs ahead of disk unnoticed. The first cause is kept.
 func (db *DB) stop(cause error) {
 	if db.stopped.CompareAndSwap(nil, &stopCause{cause}) {
+		db.ended.Store(true)
 		db.opts.Logger.Error("stm: database stopped accepting commits", "cause", cause)
 		db.dur.wake()
 	}
@@ -144,6 +147,13 @@ func init() {
 // Err returns nil while the DB accepts commits, ErrClosed after Close, or
 // an error wrapping ErrStopped and the cause after Stop.
 func (db *DB) Err() error {
+	if !db.ended.Load() {
+		return nil
+	}
+	return db.errSlow()
+}
+
+func (db *DB) errSlow() error {
 	if s := db.stopped.Load(); s != nil {
 		return fmt.Errorf("%w: %w", ErrStopped, s.err)
 	}

@@ -152,6 +152,10 @@ func (db *DB) detachLog(l seam.Log) {
 
 // pendingDurable reports whether any Local of t has records to stage.
 func (t *txn) pendingDurable() bool {
+	return len(t.locals) > 0 && t.pendingDurableSlow()
+}
+
+func (t *txn) pendingDurableSlow() bool {
 	for i := range t.locals {
 		if p, ok := t.locals[i].l.(seam.Participant); ok && p.Pending() {
 			return true

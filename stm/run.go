@@ -210,8 +210,10 @@ func (t *txn) awaitReads() error {
 	if t.maxRead < t.db.dur.oldestPending.Load() {
 		return nil
 	}
-	return t.db.waitDurable(t.ctx, t.maxRead)
+	return t.awaitReadsSlow()
 }
+
+func (t *txn) awaitReadsSlow() error { return t.db.waitDurable(t.ctx, t.maxRead) }
 
 // end closes the body's Tx handle and ends the attempt's Locals, after the
 // locks and the serial gate are released.

@@ -22,10 +22,16 @@ type Tx struct {
 func (tx *Tx) live() *txn {
 	t := tx.t
 	if t == nil {
-		panic(fmt.Errorf("%w: a Tx is valid only inside its body", ErrTxDone))
+		txDone()
 	}
 	return t
 }
+
+// errTxDone is the panic value of a stale Tx.
+var errTxDone = fmt.Errorf("%w: a Tx is valid only inside its body", ErrTxDone)
+
+// txDone panics for a stale Tx, out of line so that live inlines.
+func txDone() { panic(errTxDone) }
 
 // Err returns nil inside the body, and an error wrapping ErrTxDone once the
 // body has returned. Packages whose functions return errors check it

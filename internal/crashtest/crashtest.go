@@ -8,12 +8,36 @@ package crashtest
 
 import (
 	"bufio"
+	"errors"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
+
+// Options say how RunWith starts and kills the child.
+type Options struct {
+	// Env is added to the child's environment.
+	Env []string
+	// KillAfter, if positive, kills the child that long after it was
+	// started, unless onLine killed it first: a kill at a moment no line
+	// marks (while the child opens its files, say).
+	KillAfter time.Duration
+}
+
+// Result says how a child ended.
+type Result struct {
+	// Killed is true if the child died of the SIGKILL that RunWith sent,
+	// false if it exited on its own (or was killed by something else).
+	Killed bool
+	// Lines is the number of lines the child printed.
+	Lines int
+	// Elapsed is the child's lifetime, from start to exit.
+	Elapsed time.Duration
+}
 
 // Run starts os.Args[0] with env added to the environment and calls onLine
 // with each line the child prints. When onLine returns true the child is
@@ -21,31 +45,66 @@ import (
 // returns once it has exited. A line starting with "error" fails the test.
 func Run(t testing.TB, env []string, onLine func(line string) (kill bool)) {
 	t.Helper()
+	killed := false
+	RunWith(t, Options{Env: env}, func(line string) bool {
+		if !killed {
+			killed = onLine(line)
+		}
+		return killed
+	})
+}
+
+// RunWith is Run with Options, and reports how the child ended. onLine is
+// called on the test's goroutine with every line the child printed, also
+// those read after the kill (the child printed them before it died).
+func RunWith(t testing.TB, o Options, onLine func(line string) (kill bool)) Result {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(os.Environ(), o.Env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	var killOnce sync.Once
 	killed := false
+	kill := func() {
+		killOnce.Do(func() {
+			if err := cmd.Process.Signal(syscall.SIGKILL); err == nil {
+				killed = true
+			}
+		})
+	}
+	if o.KillAfter > 0 {
+		timer := time.AfterFunc(o.KillAfter, kill)
+		defer timer.Stop()
+	}
+	var r Result
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		line := sc.Text()
+		r.Lines++
 		if strings.HasPrefix(line, "error") {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 			t.Fatalf("child process: %s", line)
 		}
-		if !killed && onLine(line) {
-			killed = true
-			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
+		if onLine(line) {
+			kill()
 		}
 	}
-	_ = cmd.Wait()
+	werr := cmd.Wait()
+	r.Elapsed = time.Since(start)
+	killOnce.Do(func() {}) // no kill from now on; reading killed is safe
+	var exit *exec.ExitError
+	if errors.As(werr, &exit) {
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			r.Killed = killed
+		}
+	}
+	return r
 }

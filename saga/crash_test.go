@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +22,9 @@ import (
 	"github.com/zest-stm/zest/saga"
 	"github.com/zest-stm/zest/stm"
 )
+
+// badger2207 counts the empty .mem files children found (see crashChild).
+var badger2207 atomic.Int64
 
 const (
 	crashChildEnv = "ZEST_SAGA_CRASH_CHILD" // the child's data directory
@@ -92,6 +97,18 @@ func (fatalTB) FailNow() { fmt.Println("error FailNow"); os.Exit(1) }
 // printing "started <id>" after each Start committed and "ended <id>
 // <phase>", until it is killed.
 func crashChild(dir, url, run string) {
+	// A kill while Badger deletes a flushed memtable's log (truncate to 0,
+	// then remove) leaves an empty .mem file that badger.Open (v4.9.6)
+	// refuses: dgraph-io/badger#2207. Remove it, as the upstream fix would
+	// skip it, and tell the parent, which reports how often it happened.
+	if files, err := os.ReadDir(dir); err == nil {
+		for _, fi := range files {
+			if info, err := fi.Info(); err == nil && strings.HasSuffix(fi.Name(), ".mem") && info.Size() == 0 {
+				fmt.Println("badger-2207", fi.Name())
+				_ = os.Remove(filepath.Join(dir, fi.Name()))
+			}
+		}
+	}
 	var f *saga.Flow[order]
 	e := openEnv(fatalTB{}, dir, crashOptions(), func(e *env) { f = crashFlow(e, url, run) })
 	fmt.Println("ready")
@@ -166,7 +183,8 @@ func TestCrashKill9(t *testing.T) {
 		killed := crashRun(t, svc, dir, run, mode, k, after, acked)
 		require.True(t, killed, "run %d: the child exited by itself", run)
 	}
-	t.Logf("%d kills in %v, by trigger: %v", kills, time.Since(start).Round(time.Millisecond), modes)
+	t.Logf("%d kills in %v, by trigger: %v; empty .mem files left by a kill (dgraph-io/badger#2207) and removed: %d",
+		kills, time.Since(start).Round(time.Millisecond), modes, badger2207.Load())
 
 	// The last run: no kills, no scheduled faults (rejections and stuck
 	// undos stay); every saga must end or be stuck.
@@ -318,6 +336,10 @@ func crashRun(t *testing.T, svc *ledgerService, dir string, run int, mode string
 		}
 		if id, ok := strings.CutPrefix(line, "started "); ok {
 			acked[id] = true
+		}
+		if strings.HasPrefix(line, "badger-2207") {
+			badger2207.Add(1)
+			continue
 		}
 		if line == "ready" {
 			if mode == "time" {

@@ -192,3 +192,61 @@ func TestDefinitionChanged(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentResolve: operators resolving the same stuck saga at once;
+// exactly one resolution applies, the others get ErrNotStuck, and the
+// history records one resolution.
+func TestConcurrentResolve(t *testing.T) {
+	rm := newRemote()
+	rm.fail = func(op string, n int) error {
+		if strings.HasSuffix(op, "/a/do") {
+			return errors.New("down")
+		}
+		return nil
+	}
+	e := openEnv(t, t.TempDir(), nil, nil)
+	// After the pivot (p), a failing step is stuck, not compensated.
+	h, err := saga.Define("order3", 1, saga.Step[order]{Name: "p", Do: noopLocal, Pivot: true}, saga.Step[order]{Name: "a", Call: rm.do})
+	require.NoError(t, err)
+	require.NoError(t, h.Register(e.r, nil))
+	require.NoError(t, e.start(h, "o3", order{}))
+	in := e.wait("o3")
+	require.Equal(t, saga.Stuck, in.Phase)
+
+	var ok, notStuck atomic.Int32
+	errs := make(chan error, 8)
+	done := make(chan struct{})
+	for i := range 8 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			action := []saga.Action{saga.ActionSkip, saga.ActionAbort}[i%2]
+			err := e.r.Resolve(context.Background(), "o3", saga.Resolution{Action: action, Who: "op" + string(rune('a'+i))})
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, saga.ErrNotStuck):
+				notStuck.Add(1)
+			default:
+				errs <- err
+			}
+		}()
+	}
+	for range 8 {
+		<-done
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	assert.Equal(t, int32(1), ok.Load())
+	assert.Equal(t, int32(7), notStuck.Load())
+	in = e.wait("o3")
+	assert.True(t, in.Phase == saga.Done || in.Phase == saga.Aborted, in.Phase)
+	n := 0
+	for _, ev := range in.History {
+		if ev.Kind == saga.EvResolved {
+			n++
+		}
+	}
+	assert.Equal(t, 1, n)
+}

@@ -41,24 +41,16 @@ func (t *Tokens) Expire(ctx context.Context) (int, error) {
 func (t *Tokens) Sweep(ctx context.Context) error {
 	t.opts.Logger.Info("idem: sweeper started", "table", t.name, "rate", t.opts.SweepRate, "batch", t.opts.SweepBatch)
 	defer t.opts.Logger.Info("idem: sweeper stopped", "table", t.name)
-	timer := time.NewTimer(0)
-	<-timer.C
-	defer timer.Stop()
 	wait := func(d time.Duration, wake <-chan struct{}) error {
 		if d <= 0 {
 			return ctx.Err()
 		}
-		timer.Reset(d)
+		timer := time.NewTimer(d)
+		defer timer.Stop()
 		select {
 		case <-ctx.Done():
-			if !timer.Stop() {
-				<-timer.C
-			}
 			return ctx.Err()
 		case <-wake:
-			if !timer.Stop() {
-				<-timer.C
-			}
 			return nil
 		case <-timer.C:
 			return nil

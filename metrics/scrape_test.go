@@ -164,3 +164,42 @@ func TestConcurrentScrapes(t *testing.T) {
 	assert.Equal(t, float64(writers*perWriter), gatherValues(t, c, "zest_stm_commits_total")[""])
 	assert.Equal(t, float64(writers*perWriter), gatherValues(t, c, "zest_queue_depth")[`queue="main"`])
 }
+
+// TestStalledScrapeDoesNotStallCommits: while a scrape is stuck inside a
+// source (here a SagaSource that blocks until released, after the DB's and
+// the queue's metrics were read), durable commits with entries still
+// complete: the collector holds nothing of the engine's across a scrape.
+func TestStalledScrapeDoesNotStallCommits(t *testing.T) {
+	db, q := openQueue(t, nil)
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	c, err := metrics.NewCollector(&metrics.Options{
+		DB:     db,
+		Queues: map[string]*effectqueue.Queue{"main": q},
+		Sagas: metrics.SagaSourceFunc(func() map[string]int64 {
+			close(entered)
+			<-release
+			return nil
+		}),
+	})
+	require.NoError(t, err)
+	reg := prometheus.NewPedanticRegistry()
+	require.NoError(t, reg.Register(c))
+	gathered := make(chan error, 1)
+	go func() {
+		_, err := reg.Gather()
+		gathered <- err
+	}()
+	<-entered
+	for i := range 20 {
+		enqueue(t, db, q, "s3.put", fmt.Sprint("k", i))
+	}
+	assert.Equal(t, int64(20), q.Depth())
+	select {
+	case err := <-gathered:
+		t.Fatalf("the scrape ended before it was released: %v", err)
+	default:
+	}
+	close(release)
+	require.NoError(t, <-gathered)
+}

@@ -48,7 +48,7 @@ var ErrBadAction = errors.New("saga: bad resolution")
 var ErrRunning = errors.New("saga: runner already running")
 
 // DuplicateError is the error Flow.Start returns for an id already taken;
-// errors.Is(err, ErrDuplicate) holds.
+// errors.Is(err, ErrDuplicate) holds. It is a plain value, safe to share.
 type DuplicateError struct {
 	ID     string
 	Status Status

@@ -27,7 +27,8 @@ type Flow[S any] struct {
 }
 
 // FlowOptions configure a flow's registration. A nil *FlowOptions selects
-// the defaults.
+// the defaults. OnEnd is called from the goroutines that end sagas, so it
+// must be safe for concurrent use.
 type FlowOptions[S any] struct {
 	// OnEnd runs inside the transaction that ends a saga of the flow (Done,
 	// Compensated or Aborted), so that what it writes (an idempotency
@@ -116,9 +117,15 @@ func (f *Flow[S]) Name() string { return f.name }
 func (f *Flow[S]) Version() int { return f.version }
 
 // Register makes f runnable by r. A flow is registered once, with one
-// Runner; several versions of one flow name may be registered side by side,
-// so that sagas started under an old version finish under it.
+// Runner, before sagas start; several versions of one flow name may be
+// registered side by side, so that sagas started under an old version
+// finish under it. A saga whose version is not registered runs under the
+// newest registered version with the same step names in the same order, or
+// goes stuck.
 func (f *Flow[S]) Register(r *Runner, opts *FlowOptions[S]) error {
+	if f.r != nil {
+		return fmt.Errorf("%w: %s version %d is registered with a runner", ErrRegistered, f.name, f.version)
+	}
 	if opts != nil {
 		f.onEnd = opts.OnEnd
 	}

@@ -57,7 +57,7 @@ type Info struct {
 	HistoryDropped int     `json:"history_dropped,omitempty"`
 }
 
-// StepInfo is one step of a saga as Info shows it.
+// StepInfo is one step of a saga as Info shows it. It is a plain value.
 type StepInfo struct {
 	Name   string `json:"name"`
 	Sent   bool   `json:"sent"`
@@ -181,7 +181,8 @@ func (r *Runner) Counters() Counters {
 	return c
 }
 
-// Action is what an operator does with a stuck saga.
+// Action is what an operator does with a stuck saga. It is a plain string
+// value.
 type Action string
 
 // The resolutions of a stuck saga.
@@ -197,7 +198,8 @@ const (
 	ActionAbort Action = "abort"
 )
 
-// Resolution is an operator's decision about one stuck saga.
+// Resolution is an operator's decision about one stuck saga. It is a plain
+// value that decodes from JSON.
 type Resolution struct {
 	Action Action `json:"action"`
 	// Who made the decision. Required.

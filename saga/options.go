@@ -8,7 +8,9 @@ import (
 )
 
 // Options configure a Runner. The zero value of each field selects its
-// default; a nil *Options selects every default.
+// default; a nil *Options selects every default. New copies it; OnStuck is
+// called from the goroutines that commit, so it must be safe for concurrent
+// use.
 type Options struct {
 	// Retry is the retry policy of remote steps that do not set their own
 	// fields. Default 5 attempts, backoff from 100ms doubling up to 30s.

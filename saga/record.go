@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Phase is where a saga is in its life.
+// Phase is where a saga is in its life. It is a plain string value.
 type Phase string
 
 // The phases of a saga. Running and Compensating move on by themselves;
@@ -79,7 +79,8 @@ func (r record) Clone() record {
 // phaseEnding is the StuckIn value of a saga whose OnEnd hook failed.
 const phaseEnding Phase = "ending"
 
-// Event is one entry of a saga's history.
+// Event is one entry of a saga's history. It is a plain value that encodes
+// to JSON.
 type Event struct {
 	At   time.Time `json:"at" msgpack:"at"`
 	Kind string    `json:"kind" msgpack:"k"`

@@ -102,7 +102,7 @@ type Call struct {
 	MayHaveLanded bool
 }
 
-// Class says what an error of a remote call means.
+// Class says what an error of a remote call means. It is a plain value.
 type Class uint8
 
 // The classes of a remote call's error.
@@ -149,7 +149,7 @@ func DefaultClassify(err error) Class {
 }
 
 // Retry is a bounded retry policy: capped exponential backoff with jitter.
-// The zero value of a field takes the Runner's default.
+// The zero value of a field takes the Runner's default. It is a plain value.
 type Retry struct {
 	// MaxAttempts is the number of attempts after which the step gives
 	// up: a forward step compensates (or, after the pivot, is stuck); an

@@ -85,4 +85,7 @@
 //     keeps it).
 //   - With a nil Authorize, anyone who reaches the handler can act: mount it
 //     only on a listener that only operators reach.
+//   - The default Actor believes the X-Zest-Actor header that the client
+//     sends: for a record of who did what that holds up, set Options.Actor
+//     from your authentication.
 package admin

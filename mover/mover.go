@@ -118,7 +118,9 @@ func newMover(key *effectqueue.Queue, q store, sinks map[string]Sink, opts *Opti
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 		space:   make(chan struct{}, 1),
-		acks:    make(chan uint64, 1024),
+		// Room for every entry that can be buffered, so that a worker never
+		// waits for the ack writer while the next write is under way.
+		acks: make(chan uint64, o.MaxBuffered+turn),
 	}
 	for k, s := range sinks {
 		if s == nil {

@@ -32,26 +32,27 @@ func (s *Sink) Apply(ctx context.Context, d mover.Delivery) error {
 	if err != nil {
 		return err
 	}
-	expected, known := s.lastOf(subject)
+	last, known := s.lastOf(subject)
 	if !known {
 		// First publish on the subject in this process: read where its chain
-		// stands, and whether this entry is already there (a replay).
+		// stands.
 		m, err := lastMsg(ctx, st, subject)
 		if err != nil {
 			return err
 		}
-		if m != nil {
-			if landed(m, d) {
-				s.setLast(subject, m.Sequence)
-				return nil
-			}
-			expected = m.Sequence
-		}
+		last = tipOf(m)
+		s.setLast(subject, last)
 	}
+	if last.covers(d) {
+		// This entry, or a later one of this queue, is already on the
+		// subject (a replay after a crash): done.
+		return nil
+	}
+	expected := last.stream
 	for try := 0; ; try++ {
 		seq, err := s.publish(ctx, subject, expected, d)
 		if err == nil {
-			s.setLast(subject, seq)
+			s.setLast(subject, tip{stream: seq, writer: d.Writer, seq: d.Seq})
 			return nil
 		}
 		if !wrongLast(err) || try > 0 {
@@ -65,12 +66,34 @@ func (s *Sink) Apply(ctx context.Context, d mover.Delivery) error {
 			s.forget(subject)
 			return err
 		}
+		s.setLast(subject, r.newest)
 		if r.landed {
-			s.setLast(subject, r.newest)
 			return nil
 		}
-		expected = r.newest
+		expected = r.newest.stream
 	}
+}
+
+// tip is the last message on a subject, as the sink knows it: its stream
+// sequence, and the writer and entry sequence number it carries.
+type tip struct {
+	stream uint64 // 0: no message
+	writer string
+	seq    uint64
+}
+
+func tipOf(m *jetstream.RawStreamMsg) tip {
+	if m == nil {
+		return tip{}
+	}
+	seq, _ := strconv.ParseUint(m.Header.Get(HeaderSeq), 10, 64)
+	return tip{stream: m.Sequence, writer: m.Header.Get(HeaderWriter), seq: seq}
+}
+
+// covers reports whether the tip is d's message or a later entry of the
+// same writer (which, per-subject order being kept, came after d).
+func (t tip) covers(d mover.Delivery) bool {
+	return t.stream != 0 && d.Writer != "" && t.writer == d.Writer && t.seq >= d.Seq
 }
 
 func (s *Sink) publish(ctx context.Context, subject string, expected uint64, d mover.Delivery) (uint64, error) {
@@ -94,8 +117,8 @@ func (s *Sink) publish(ctx context.Context, subject string, expected uint64, d m
 // resolution is what resolve found on a subject after the chain's CAS
 // failed.
 type resolution struct {
-	landed bool   // the entry is on the subject
-	newest uint64 // the subject's newest message (0: none)
+	landed bool // the entry is on the subject
+	newest tip  // the subject's newest message
 }
 
 // resolve reads the subject's messages after expected. It returns landed if
@@ -104,7 +127,7 @@ type resolution struct {
 // not track, or messages removed by the stream's limits) the sequence to
 // chain on.
 func (s *Sink) resolve(ctx context.Context, st jetstream.Stream, subject string, expected uint64, d mover.Delivery) (resolution, error) {
-	r := resolution{newest: expected}
+	r := resolution{newest: tip{stream: expected}}
 	var foreign *jetstream.RawStreamMsg
 	next := expected + 1
 	for n := 0; ; n++ {
@@ -118,13 +141,13 @@ func (s *Sink) resolve(ctx context.Context, st jetstream.Stream, subject string,
 		if err != nil {
 			return r, classify(fmt.Errorf("natssink: read %s after sequence %d: %w", subject, expected, err))
 		}
-		if landed(m, d) {
+		r.newest, next = tipOf(m), m.Sequence+1
+		if r.newest.covers(d) {
 			r.landed = true
 		}
-		if m.Header.Get(HeaderWriter) != d.Writer && foreign == nil {
+		if r.newest.writer != d.Writer && foreign == nil {
 			foreign = m
 		}
-		r.newest, next = m.Sequence, m.Sequence+1
 	}
 	switch {
 	case r.landed:
@@ -133,20 +156,15 @@ func (s *Sink) resolve(ctx context.Context, st jetstream.Stream, subject string,
 		return r, mover.Permanent(mover.WithClass("conflict", fmt.Errorf(
 			"natssink: subject %s has message %d from another writer (%q, not this queue %q) since the sink's last publish (%d): one writer per subject; not published",
 			subject, foreign.Sequence, foreign.Header.Get(HeaderWriter), d.Writer, expected)))
-	case r.newest == expected:
+	case r.newest.stream == expected:
 		// Nothing after expected: the stream dropped messages (limits,
 		// purge). Chain on what is there now.
 		m, err := lastMsg(ctx, st, subject)
 		if err != nil {
 			return r, err
 		}
-		r.newest = 0
-		if m != nil {
-			if landed(m, d) {
-				return resolution{landed: true, newest: m.Sequence}, nil
-			}
-			r.newest = m.Sequence
-		}
+		r.newest = tipOf(m)
+		r.landed = r.newest.covers(d)
 	}
 	return r, nil
 }
@@ -163,30 +181,20 @@ func lastMsg(ctx context.Context, st jetstream.Stream, subject string) (*jetstre
 	return m, nil
 }
 
-// landed reports whether m is d's message, or a newer entry of the same
-// writer (which, per-subject order being kept, came after d).
-func landed(m *jetstream.RawStreamMsg, d mover.Delivery) bool {
-	if d.Writer == "" || m.Header.Get(HeaderWriter) != d.Writer {
-		return false
-	}
-	seq, err := strconv.ParseUint(m.Header.Get(HeaderSeq), 10, 64)
-	return err == nil && seq >= d.Seq
-}
-
-func (s *Sink) lastOf(subject string) (uint64, bool) {
+func (s *Sink) lastOf(subject string) (tip, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v, ok := s.mu.last[subject]
 	return v, ok
 }
 
-func (s *Sink) setLast(subject string, seq uint64) {
+func (s *Sink) setLast(subject string, t tip) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.mu.last) >= maxKnownSubjects {
 		clear(s.mu.last)
 	}
-	s.mu.last[subject] = seq
+	s.mu.last[subject] = t
 }
 
 func (s *Sink) forget(subject string) {

@@ -80,8 +80,8 @@ type Sink struct {
 
 	mu struct {
 		sync.Mutex
-		stream jetstream.Stream  // nil until first found
-		last   map[string]uint64 // subject → stream sequence of its last known message
+		stream jetstream.Stream // nil until first found
+		last   map[string]tip   // subject → its last message, as far as the sink knows
 	}
 }
 
@@ -195,7 +195,7 @@ func New(opts *Options) (*Sink, error) {
 		return nil, fmt.Errorf("natssink: %w", err)
 	}
 	s := &Sink{opts: o, nc: nc, js: js}
-	s.mu.last = make(map[string]uint64)
+	s.mu.last = make(map[string]tip)
 	return s, nil
 }
 

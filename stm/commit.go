@@ -141,7 +141,10 @@ func (t *txn) lockWrites() *cell {
 				return 1
 			})
 		}
-		if t.index != nil {
+		// The sort moved the entries: the index (used only past linearMax
+		// writes; a pooled transaction may keep one from an earlier, bigger
+		// write set) must follow them.
+		if len(ws) > linearMax {
 			for i := range ws {
 				t.index[ws[i].c] = i
 			}

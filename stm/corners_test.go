@@ -149,6 +149,7 @@ func TestHooksRunAfterSerialGate(t *testing.T) {
 // (through blockingStage) can block while the commit holds its locks.
 type blockingLog struct {
 	db      *DB
+	panicAt string // "Append": Append panics
 	release chan struct{} // close to let every write through
 	fail    error
 	mu      sync.Mutex
@@ -171,6 +172,9 @@ func (w blockingWaiter) Wait() error {
 }
 
 func (l *blockingLog) Append(c *seam.Commit) (seam.Waiter, error) {
+	if l.panicAt == "Append" {
+		panic("boom in Append")
+	}
 	return blockingWaiter{l, c.Version}, nil
 }
 
@@ -237,7 +241,7 @@ func TestSerialWaitHonoursContext(t *testing.T) {
 // the locks, the sequencer and the serial gate, reaches the caller as the
 // panic it was (not as a stale-read rerun), and leaves the DB usable.
 func TestCommitPathPanic(t *testing.T) {
-	for _, where := range []string{"Pending", "Stage"} {
+	for _, where := range []string{"Pending", "Stage", "Append"} {
 		for _, serial := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/serial=%v", where, serial), func(t *testing.T) {
 				ctx := deadline(t)
@@ -248,10 +252,13 @@ func TestCommitPathPanic(t *testing.T) {
 				x, v := NewVar(nil, 0), NewVar(nil, 0)
 				sh := stageHook{}
 				boom := fmt.Sprintf("boom in %s", where)
-				if where == "Pending" {
+				switch where {
+				case "Pending":
 					sh.pending = func() bool { panic(boom) }
-				} else {
+				case "Stage":
 					sh.stage = func() { panic(boom) }
+				case "Append":
+					l.panicAt = "Append"
 				}
 				attempts := 0
 				func() {
@@ -275,6 +282,7 @@ func TestCommitPathPanic(t *testing.T) {
 				assert.Equal(t, 0, loadV(t, db, x), "nothing published")
 				// Locks, sequencer and gate are free: durable and in-memory
 				// commits on the same record go through.
+				l.panicAt = ""
 				require.NoError(t, db.Run(ctx, func(tx *Tx) error {
 					x.Store(tx, 6)
 					durableWrite(tx, stageHook{})

@@ -346,11 +346,13 @@ func BenchmarkScrape(b *testing.B) {
 	defer f.close()
 	b.Run("gather", func(b *testing.B) {
 		b.ReportAllocs()
+		cpu0 := processCPU(b)
 		for b.Loop() {
 			if _, err := f.reg.Gather(); err != nil {
 				b.Fatal(err)
 			}
 		}
+		b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 	})
 	b.Run("http", func(b *testing.B) {
 		b.ReportAllocs()
@@ -399,12 +401,13 @@ func BenchmarkDeadLetterCount(b *testing.B) {
 					reg := prometheus.NewRegistry()
 					reg.MustRegister(c)
 					b.ReportAllocs()
-					b.ResetTimer()
+					cpu0 := processCPU(b)
 					for b.Loop() {
 						if _, err := reg.Gather(); err != nil {
 							b.Fatal(err)
 						}
 					}
+					b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 				})
 			}
 		}

@@ -49,18 +49,22 @@
 //
 // # Cost of a scrape
 //
-// A scrape takes no lock that a commit holds while it runs. The stm and hook
-// counters are atomics. Queue depth and oldest age take the queue's small
-// state mutex, which the queue's writer also takes once per group write,
-// after the fsync, to add the written entries; nothing else is done under
-// it. Mover statistics take the mover's own locks, not the queue's.
+// A scrape takes no lock that a commit holds while it runs, and holds none
+// of the engine's while it calls the next source. The stm and hook counters
+// are atomics. Queue depth and oldest age are in-memory counters of the
+// queue, read under its state mutex, which the queue's writer takes only
+// briefly, once per group write, after the fsync. Mover statistics take the
+// mover's own locks (and sort its last 4,096 latencies for its percentiles:
+// about 60 µs of CPU on the development machine).
 //
 // Counting dead letters is the one cost that grows: the queue keeps no
 // count, so the collector reads the dead letters, payloads included, in
 // Badger read transactions (which do not block Badger's writes). On the
-// development machine that was about 2 µs per small dead letter and 0.1 to
-// 0.3 ms per 64 KiB one. Options.MaxDeadLetters (default 100) bounds the
-// count, and Options.DeadLetterRefresh lets later scrapes reuse it.
+// development machine that was about 2 µs of CPU per small dead letter and
+// 0.05 to 0.3 ms per 64 KiB one. Options.MaxDeadLetters (default 100) bounds
+// the count, and Options.DeadLetterRefresh lets later scrapes reuse it.
+// A whole scrape over HTTP of a DB, a queue with 100 small dead letters and
+// a mover took about 0.5 ms of CPU.
 //
 // BenchmarkCommitsScrapeWindows and BenchmarkCommitsWhileScraped measure
 // durable commits with and without a scrape every 100 ms.

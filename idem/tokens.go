@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
-	"time"
 
 	"github.com/zest-stm/zest/stm"
 	"github.com/zest-stm/zest/table"
@@ -243,64 +242,6 @@ func (t *Tokens) Forget(tx *stm.Tx, key Key) (bool, error) {
 	return true, nil
 }
 
-// Link ties the token that key was begun for in this transaction to an
-// outside long-running operation named ref (a saga id, a job id). Until
-// Settle, Begin and Once answer ErrInProgress, and the token does not
-// expire. Link fails with ErrBadRef, ErrNotBegun, ErrFinished, or
-// ErrInProgress if the token is already linked.
-func (t *Tokens) Link(tx *stm.Tx, key Key, ref string) error {
-	k, err := t.check(tx, key)
-	if err != nil {
-		return err
-	}
-	if ref == "" || len(ref) > MaxRefSize {
-		return fmt.Errorf("%w: %d bytes, want 1 to %d", ErrBadRef, len(ref), MaxRefSize)
-	}
-	tok, ok := t.get(tx, k, t.opts.Now().UnixNano())
-	switch {
-	case !ok:
-		return fmt.Errorf("%w: key %s", ErrNotBegun, key)
-	case tok.state == done:
-		return fmt.Errorf("%w: key %s", ErrFinished, key)
-	case tok.state == linked:
-		return fmt.Errorf("%w: key %s is linked to %q", ErrInProgress, key, tok.ref())
-	}
-	tok.state = linked
-	tok.expires = 0
-	tok.set(tok.fingerprint(), ref, "")
-	t.tab.Put(tx, k, tok)
-	return nil
-}
-
-// Settle stores result as the final result of the outside operation ref
-// that key's token is linked to, and starts the token's TTL. Call it from
-// the transaction that ends the operation (for a saga, its end hook), so
-// the result and the operation's end commit together. It fails with
-// ErrNotLinked if the token is not linked to ref (forgotten by an operator,
-// or linked to another operation); the caller usually ignores that.
-func (t *Tokens) Settle(tx *stm.Tx, key Key, ref string, result []byte) error {
-	k, err := t.check(tx, key)
-	if err != nil {
-		return err
-	}
-	if ref == "" || len(ref) > MaxRefSize {
-		return fmt.Errorf("%w: %d bytes, want 1 to %d", ErrBadRef, len(ref), MaxRefSize)
-	}
-	if len(result) > t.opts.MaxResultSize {
-		return fmt.Errorf("%w: %d bytes, over MaxResultSize %d", ErrResultTooLarge, len(result), t.opts.MaxResultSize)
-	}
-	tok, ok := t.tab.Get(tx, k)
-	if !ok || tok.state != linked || tok.ref() != ref {
-		return fmt.Errorf("%w: key %s, ref %q", ErrNotLinked, key, ref)
-	}
-	tok.state = done
-	tok.expires = t.opts.Now().Add(t.opts.TTL).UnixNano()
-	tok.set(tok.fingerprint(), ref, string(result))
-	t.tab.Put(tx, k, tok)
-	t.indexAtCommit(tx, k, tok.expires, &t.stats.settled)
-	return nil
-}
-
 // indexAtCommit adds k to the expiry index and counts c once tx commits.
 func (t *Tokens) indexAtCommit(tx *stm.Tx, k string, expires int64, c *atomic.Uint64) {
 	whilecommit.Do(tx, func() {
@@ -315,84 +256,4 @@ func (t *Tokens) countAtEnd(tx *stm.Tx, c *atomic.Uint64) {
 	inc := func() { c.Add(1) }
 	whilecommit.Do(tx, inc)
 	whilecommit.OnRollback(tx, inc)
-}
-
-// Info describes one token for operators.
-type Info struct {
-	Key Key `json:"key"`
-	// State is "claimed" (begun, committed without a result), "done" or
-	// "linked" (tied to an outside operation still running).
-	State string `json:"state"`
-	// Fingerprint is the hex fingerprint the token was begun with, if any.
-	Fingerprint string `json:"fingerprint,omitempty"`
-	// Created is when the token was begun, to the second.
-	Created time.Time `json:"created"`
-	// Expires is when the token expires; zero while linked.
-	Expires time.Time `json:"expires,omitzero"`
-	// ResultSize is the stored result's size in bytes.
-	ResultSize int `json:"result_size"`
-	// Ref is the outside operation a linked (or settled) token is tied to.
-	Ref string `json:"ref,omitempty"`
-}
-
-func (t *Tokens) info(key Key, tok token) Info {
-	in := Info{
-		Key:        key,
-		State:      tok.state.String(),
-		Created:    time.Unix(int64(tok.created), 0).UTC(),
-		ResultSize: len(tok.result()),
-		Ref:        tok.ref(),
-	}
-	if tok.hasFingerprint() {
-		in.Fingerprint = fmt.Sprintf("%x", tok.fingerprint())
-	}
-	if tok.expires != 0 {
-		in.Expires = time.Unix(0, tok.expires).UTC()
-	}
-	return in
-}
-
-// Lookup returns the live token of key, or ErrNotFound. It runs its own
-// read-only transaction.
-func (t *Tokens) Lookup(ctx context.Context, key Key) (Info, error) {
-	k, err := key.encode(t.opts.MaxKeySize)
-	if err != nil {
-		return Info{}, err
-	}
-	tok, err := stm.RunValue(ctx, t.db, func(tx *stm.Tx) (token, error) {
-		tok, ok := t.get(tx, k, t.opts.Now().UnixNano())
-		if !ok {
-			return token{}, ErrNotFound
-		}
-		return tok, nil
-	})
-	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return Info{}, fmt.Errorf("%w: key %s", ErrNotFound, key)
-		}
-		return Info{}, ctxErr(ctx, err, "lookup "+key.String())
-	}
-	return t.info(key, tok), nil
-}
-
-// Discard is Forget in its own transaction, for operators: it removes key's
-// token and reports whether there was one. On cancellation it returns
-// ctx.Err() and the token is unchanged.
-func (t *Tokens) Discard(ctx context.Context, key Key) (bool, error) {
-	found, err := stm.RunValue(ctx, t.db, func(tx *stm.Tx) (bool, error) {
-		return t.Forget(tx, key)
-	})
-	if err != nil && !errors.Is(err, ErrBadKey) {
-		return false, ctxErr(ctx, err, "discard "+key.String())
-	}
-	return found, err
-}
-
-// ctxErr returns ctx.Err() itself when err is the context ending, and err
-// wrapped with what was being done otherwise.
-func ctxErr(ctx context.Context, err error, doing string) error {
-	if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) {
-		return cerr
-	}
-	return fmt.Errorf("idem: %s: %w", doing, err)
 }

@@ -1,0 +1,65 @@
+package idem
+
+import (
+	"fmt"
+
+	"github.com/zest-stm/zest/stm"
+)
+
+// Link ties the token that key was begun for in this transaction to an
+// outside long-running operation named ref (a saga id, a job id). Until
+// Settle, Begin and Once answer ErrInProgress, and the token does not
+// expire. Link fails with ErrBadRef, ErrNotBegun, ErrFinished, or
+// ErrInProgress if the token is already linked.
+func (t *Tokens) Link(tx *stm.Tx, key Key, ref string) error {
+	k, err := t.check(tx, key)
+	if err != nil {
+		return err
+	}
+	if ref == "" || len(ref) > MaxRefSize {
+		return fmt.Errorf("%w: %d bytes, want 1 to %d", ErrBadRef, len(ref), MaxRefSize)
+	}
+	tok, ok := t.get(tx, k, t.opts.Now().UnixNano())
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: key %s", ErrNotBegun, key)
+	case tok.state == done:
+		return fmt.Errorf("%w: key %s", ErrFinished, key)
+	case tok.state == linked:
+		return fmt.Errorf("%w: key %s is linked to %q", ErrInProgress, key, tok.ref())
+	}
+	tok.state = linked
+	tok.expires = 0
+	tok.set(tok.fingerprint(), ref, "")
+	t.tab.Put(tx, k, tok)
+	return nil
+}
+
+// Settle stores result as the final result of the outside operation ref
+// that key's token is linked to, and starts the token's TTL. Call it from
+// the transaction that ends the operation (for a saga, its end hook), so
+// the result and the operation's end commit together. It fails with
+// ErrNotLinked if the token is not linked to ref (forgotten by an operator,
+// or linked to another operation); the caller usually ignores that.
+func (t *Tokens) Settle(tx *stm.Tx, key Key, ref string, result []byte) error {
+	k, err := t.check(tx, key)
+	if err != nil {
+		return err
+	}
+	if ref == "" || len(ref) > MaxRefSize {
+		return fmt.Errorf("%w: %d bytes, want 1 to %d", ErrBadRef, len(ref), MaxRefSize)
+	}
+	if len(result) > t.opts.MaxResultSize {
+		return fmt.Errorf("%w: %d bytes, over MaxResultSize %d", ErrResultTooLarge, len(result), t.opts.MaxResultSize)
+	}
+	tok, ok := t.tab.Get(tx, k)
+	if !ok || tok.state != linked || tok.ref() != ref {
+		return fmt.Errorf("%w: key %s, ref %q", ErrNotLinked, key, ref)
+	}
+	tok.state = done
+	tok.expires = t.opts.Now().Add(t.opts.TTL).UnixNano()
+	tok.set(tok.fingerprint(), ref, string(result))
+	t.tab.Put(tx, k, tok)
+	t.indexAtCommit(tx, k, tok.expires, &t.stats.settled)
+	return nil
+}

@@ -27,24 +27,50 @@
 //     commit).
 //   - If a write fails, the DB stops accepting commits (stm.ErrStopped,
 //     with the cause) rather than let memory and disk disagree unnoticed.
-//     The transactions whose write failed get stm.ErrOutcomeUnknown. Reopen the
-//     DB and the queue to continue from what is on disk.
+//     Every commit the failure catches gets an error of the engine, with
+//     Badger's error only inside: stm.ErrOutcomeUnknown if it was applied in
+//     memory and queued for the failed write (it may or may not be on disk),
+//     stm.ErrStopped if it was refused. Reopen the DB and the queue to
+//     continue from what is on disk.
+//   - In Async mode a write that fails after Run returned nil is never
+//     silent: Stats.AsyncLost counts the commits lost, an Error log line
+//     says how many, the next Run returns stm.ErrStopped with the cause,
+//     and Close returns the error.
+//   - Close racing commits: each commit is written, or fails with
+//     ErrClosed (or stm.ErrNoLog, for one with only table records, once the
+//     queue has detached). Consumer calls racing Close return ErrClosed.
 //   - Bad input is refused at Enqueue with an error: an empty kind, an entry
 //     over Options.MaxEntrySize, a transaction too large for one atomic write,
-//     a finished Tx, a closed queue.
+//     a finished Tx, a Tx of another DB (stm.ErrWrongDB), a closed queue.
+//     Nothing is written for it. Invalid Options are refused by Open, every
+//     invalid field named in one error (ErrInvalidOptions).
+//   - Open with Dir after a kill -9 succeeds: empty memtable and value-log
+//     files, which Badger leaves when it is killed while creating them and
+//     then refuses to open, are removed under Badger's directory lock, with
+//     a warning.
 //
 // # Consumers
 //
 // Read from a position, Wait or Notify for new commits (no polling), Ack
 // what was delivered (idempotent, persisted), DeadLetter what cannot be
-// delivered, with a reason; list, Replay or Discard dead letters. Depth and
-// OldestAge measure the backlog. Acked entries are deleted, and reads seek
-// past them. On a Badger it owns, the queue runs the value-log GC on a
-// timer.
+// delivered, with a reason; list, Replay or Discard dead letters. Wait
+// returns when there is a pending entry to read after the position, not
+// merely a higher head, so a consumer whose entries were acked meanwhile
+// does not spin. Depth and OldestAge measure the backlog; they read
+// atomics, so metrics can call them at any rate, and OldestAge is always the
+// age of the oldest pending entry, whatever the order of the acks. Stats
+// adds the writer's counters. Acked entries are deleted, and reads seek past
+// them. On a Badger it owns, the queue runs the value-log GC on a timer.
 //
 // # Caveats
 //
 //   - One queue per stm.DB: the queue is the DB's durable log.
+//   - The removal of empty files after a crash needs flock (Linux, macOS,
+//     the BSDs). Elsewhere Open leaves them, and Badger may refuse to open
+//     until they are removed by hand.
+//   - A commit waits for its write without a context (the write is already
+//     under way when the body returns); the writer always ends the wait: the
+//     write lands, fails, or the queue closes.
 //   - Async mode trades the newest transactions on a crash for commit
 //     latency; see Durability.
 //   - Tables made with table.New are in memory only: after a crash they are

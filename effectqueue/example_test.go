@@ -38,3 +38,44 @@ func ExampleQueue_Enqueue() {
 	// 1 receipts/1 sword
 	// pending: 0
 }
+
+// A consumer loop: read what is pending after a position, deliver it, ack
+// it, and wait for the next commit. Wait returns only when there is
+// something to read, so the loop does not spin.
+func ExampleQueue_Wait() {
+	dir, _ := os.MkdirTemp("", "zest-example-")
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+	db, _ := stm.Open(nil)
+	q, _ := effectqueue.Open(db, &effectqueue.Options{Dir: dir})
+	defer q.Close()
+
+	go func() {
+		for _, p := range []string{"a", "b", "c"} {
+			_ = db.Run(ctx, func(tx *stm.Tx) error {
+				return q.Enqueue(tx, effectqueue.Entry{Kind: "log", Payload: []byte(p)})
+			})
+		}
+	}()
+	var pos uint64
+	for delivered := 0; delivered < 3; {
+		if err := q.Wait(ctx, pos); err != nil {
+			fmt.Println(err)
+			return
+		}
+		items, _ := q.Read(ctx, pos, 10)
+		for _, it := range items {
+			fmt.Println("deliver", string(it.Payload))
+			_ = q.Ack(ctx, it.Seq)
+			pos = it.Seq
+			delivered++
+		}
+	}
+	st := q.Stats()
+	fmt.Println("entries:", st.Entries, "pending:", st.Depth)
+	// Output:
+	// deliver a
+	// deliver b
+	// deliver c
+	// entries: 3 pending: 0
+}

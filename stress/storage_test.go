@@ -19,9 +19,13 @@ import (
 
 // TestStorageFaults runs durable bank transfers that each enqueue a
 // receipt, and makes the storage fail mid-run (the Badger the queue writes
-// to is closed under it), cycle after cycle. It checks:
-//   - the failing commits get a clear error (stm.ErrOutcomeUnknown), and then
-//     every commit is refused with stm.ErrStopped and the cause;
+// to is closed under it), cycle after cycle; one cycle in three closes the
+// queue under the transfers instead (Close racing commits). It checks:
+//   - every commit the fault catches gets an error of the engine, never the
+//     storage's error as its identity: stm.ErrOutcomeUnknown (applied in
+//     memory, the write failed) or stm.ErrStopped (refused), and then every
+//     commit is refused with stm.ErrStopped and the cause; when the queue is
+//     closed instead, effectqueue.ErrClosed or stm.ErrNoLog;
 //   - memory and disk do not silently diverge: after reopening, the
 //     balances equal the initial ones plus exactly the receipts on disk,
 //     and the total is unchanged;
@@ -35,7 +39,7 @@ func TestStorageFaults(t *testing.T) {
 	r := rand.New(rand.NewPCG(s.seed, 0))
 	end := time.Now().Add(*duration)
 	acked := map[string]bool{}
-	var txs, faults uint64
+	var txs, faults, queueCloses uint64
 	for cycle := 0; cycle == 0 || until(end); cycle++ {
 		bdb, err := badger.Open(badger.DefaultOptions(dir).WithSyncWrites(true).WithLogger(nil).WithMemTableSize(16 << 20))
 		if err != nil {
@@ -60,19 +64,30 @@ func TestStorageFaults(t *testing.T) {
 		}
 		s.checkBank(db, q, accts, accounts, initial, acked, cycle)
 
-		// Run transfers; close the Badger under them after a random count.
+		// Run transfers; close the Badger (or the queue) under them after a
+		// random count.
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		var n atomic.Int64
 		faultAt := int64(50 + r.IntN(300))
-		var sawOutcomeUnknown, sawStopped atomic.Bool
+		closeQueue := r.IntN(3) == 0
+		var sawOutcomeUnknown, sawStopped, sawClosed atomic.Bool
 		var once sync.Once
+		fault := func() {
+			if closeQueue {
+				if err := q.Close(); err != nil {
+					s.violation("cycle %d: Close racing commits: %v", cycle, err)
+				}
+				return
+			}
+			_ = bdb.Close()
+		}
 		for g := range 4 {
 			wg.Go(func() {
 				gr := rand.New(rand.NewPCG(s.seed, uint64(cycle*10+g)))
 				for i := 0; ; i++ {
 					if n.Add(1) == faultAt {
-						once.Do(func() { _ = bdb.Close() })
+						once.Do(fault)
 					}
 					id := fmt.Sprintf("%d.%d.%d", cycle, g, i)
 					from, to, amt := gr.IntN(accounts), gr.IntN(accounts), int64(1+gr.IntN(20))
@@ -95,10 +110,13 @@ func TestStorageFaults(t *testing.T) {
 							mu.Unlock()
 						}
 						atomic.AddUint64(&txs, 1)
-					case errors.Is(err, stm.ErrOutcomeUnknown):
+					case !closeQueue && errors.Is(err, stm.ErrOutcomeUnknown):
 						sawOutcomeUnknown.Store(true)
-					case errors.Is(err, stm.ErrStopped):
+					case !closeQueue && errors.Is(err, stm.ErrStopped):
 						sawStopped.Store(true)
+						return
+					case closeQueue && (errors.Is(err, effectqueue.ErrClosed) || errors.Is(err, stm.ErrNoLog)):
+						sawClosed.Store(true)
 						return
 					default:
 						s.violation("cycle %d: unexpected error: %v", cycle, err)
@@ -109,15 +127,28 @@ func TestStorageFaults(t *testing.T) {
 		}
 		wg.Wait()
 		faults++
-		if err := db.Err(); !errors.Is(err, stm.ErrStopped) {
-			s.violation("cycle %d: the DB did not stop after the write failure: %v", cycle, err)
-		} else {
-			s.logf("cycle %d: stopped: %v", cycle, err)
+		switch {
+		case closeQueue:
+			queueCloses++
+			if err := db.Err(); err != nil {
+				s.violation("cycle %d: closing the queue stopped the DB: %v", cycle, err)
+			}
+			if !sawClosed.Load() {
+				s.violation("cycle %d: no commit was refused after the queue closed", cycle)
+			}
+			s.logf("cycle %d: queue closed under the transfers", cycle)
+			_ = bdb.Close()
+		default:
+			if err := db.Err(); !errors.Is(err, stm.ErrStopped) {
+				s.violation("cycle %d: the DB did not stop after the write failure: %v", cycle, err)
+			} else {
+				s.logf("cycle %d: stopped: %v", cycle, err)
+			}
+			if !sawStopped.Load() {
+				s.violation("cycle %d: no commit was refused with ErrStopped", cycle)
+			}
+			_ = q.Close()
 		}
-		if !sawStopped.Load() {
-			s.violation("cycle %d: no commit was refused with ErrStopped", cycle)
-		}
-		_ = q.Close()
 	}
 	// The fault cleared: reopen, check, and commit once more.
 	bdb, err := badger.Open(badger.DefaultOptions(dir).WithSyncWrites(true).WithLogger(nil).WithMemTableSize(16 << 20))
@@ -141,6 +172,7 @@ func TestStorageFaults(t *testing.T) {
 	_ = q.Close()
 	_ = bdb.Close()
 	s.row.Transactions, s.row.Faults, s.row.Entries = txs, faults, uint64(len(acked))
+	s.row.Note = fmt.Sprintf("%d of the faults closed the queue, the others its Badger", queueCloses)
 }
 
 // checkBank compares the durable balances with the receipts on disk.

@@ -126,6 +126,10 @@ func (a *app) removal(ctx context.Context, r *rand.Rand, id string) (committed b
 // runs the mover, printing "ack <id>" after each committed removal, until
 // it is killed.
 func runChild(dir string) {
+	if d, ok := strings.CutPrefix(dir, natsChildPrefix); ok {
+		runNatsChild(d)
+		return
+	}
 	a, err := openApp(dir, nil)
 	if err != nil {
 		fmt.Println("error", err)

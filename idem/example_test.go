@@ -2,12 +2,14 @@ package idem_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"time"
 
 	"github.com/zest-stm/zest/idem"
 	"github.com/zest-stm/zest/stm"
@@ -156,4 +158,29 @@ func ExampleMiddleware() {
 	// 201 true order 42 paid
 	// 422
 	// 400
+}
+
+func ExampleTokens_Lookup() {
+	ctx := context.Background()
+	db, _ := stm.Open(nil)
+	clock := func() time.Time { return time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC) }
+	tokens, _ := idem.New(db, "tokens", &idem.Options{Now: clock})
+	key := idem.Key{Scope: "alice", ID: "order-1", Scene: "pay"}
+	_ = db.Run(ctx, func(tx *stm.Tx) error {
+		if _, _, err := tokens.Begin(tx, key, nil); err != nil {
+			return err
+		}
+		return tokens.Finish(tx, key, []byte("receipt"))
+	})
+
+	// What an operator sees, and forgetting the token.
+	info, _ := tokens.Lookup(ctx, key)
+	b, _ := json.Marshal(info)
+	fmt.Println(string(b))
+	found, _ := tokens.Discard(ctx, key)
+	_, err := tokens.Lookup(ctx, key)
+	fmt.Println(found, errors.Is(err, idem.ErrNotFound))
+	// Output:
+	// {"key":{"scope":"alice","id":"order-1","scene":"pay"},"state":"done","created":"2026-12-01T20:00:00Z","expires":"2026-12-02T20:00:00Z","result_size":7}
+	// true true
 }

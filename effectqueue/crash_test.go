@@ -3,6 +3,7 @@ package effectqueue_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -47,7 +48,9 @@ func crashChild(dir string) {
 		panic(err)
 	}
 	// A small memtable: a child lives for a moment, and opening costs less.
-	q, err := effectqueue.Open(db, &effectqueue.Options{Dir: dir, MemTableSize: 2 << 20, MaxEntrySize: 64 << 10})
+	// Warnings go to stdout, for the parent to count the recoveries.
+	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	q, err := effectqueue.Open(db, &effectqueue.Options{Dir: dir, MemTableSize: 2 << 20, MaxEntrySize: 64 << 10, Logger: log})
 	if err != nil {
 		fmt.Println("error reopen:", err)
 		os.Exit(1)
@@ -137,12 +140,16 @@ type crashModel struct {
 	seqOf     map[string]uint64 // payload -> seq, once seen
 	head      uint64            // the highest head seen
 
-	have    []effectqueue.Item // the child's "have" lines so far
-	round   int
-	checked int // states checked
+	have      []effectqueue.Item // the child's "have" lines so far
+	round     int
+	checked   int // states checked
+	recovered int // empty Badger files removed at a reopen
 }
 
 func (m *crashModel) line(t *testing.T, line string) {
+	if strings.Contains(line, "removed an empty Badger file") {
+		m.recovered++
+	}
 	f := strings.Fields(line)
 	switch {
 	case len(f) == 3 && f[0] == "commit":
@@ -261,8 +268,8 @@ func crashLoop(t *testing.T, r *rand.Rand, kills int) {
 	m.check(t, kills, items, q.Head(), q.Depth(), q.OldestAge())
 	m.checked++
 	require.NoError(t, q.Close())
-	t.Logf("%d kills (%d at a random time, %d of them before the child was ready; %d after a random event), %d reopens checked, 0 failed; %d transactions committed, %d acks started, %d returned; head %d; %v",
-		kills, timed, beforeReady, mid, m.checked, len(m.committed), len(m.acking), len(m.acked), m.head, time.Since(start).Round(time.Millisecond))
+	t.Logf("%d kills (%d at a random time, %d of them before the child was ready; %d after a random event), %d reopens checked, 0 failed, %d empty Badger files removed; %d transactions committed, %d acks started, %d returned; head %d; %v",
+		kills, timed, beforeReady, mid, m.checked, m.recovered, len(m.committed), len(m.acking), len(m.acked), m.head, time.Since(start).Round(time.Millisecond))
 }
 
 func (m *crashModel) check(t *testing.T, round int, items []effectqueue.Item, head uint64, depth int64, age time.Duration) {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/stretchr/testify/assert"
@@ -178,6 +179,17 @@ func TestCloseRacingCommits(t *testing.T) {
 			}
 		})
 		require.NoError(t, <-closed)
+		// Every committed value is durable now: a transaction that reads
+		// them all must not wait (before the fix in pending.Wait, a reader
+		// of the last commit could wait forever when the writer had
+		// reported it durable before stm recorded it).
+		read, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = db.Run(read, func(tx *stm.Tx) error {
+			tbl.Scan(tx, func(string, int) bool { return true })
+			return nil
+		})
+		cancel()
+		require.NoError(t, err, "round %d: reading the committed values after Close", round)
 		consumers.Wait()
 		close(consumerErrs)
 		for err := range consumerErrs {

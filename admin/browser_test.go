@@ -215,6 +215,12 @@ func TestBrowserReadOnly(t *testing.T) {
 	if buttons != 0 || mode != "read-only" || status != 403 {
 		t.Fatalf("read-only page: %d action buttons, mode %q, POST status %d; want 0, read-only, 403", buttons, mode, status)
 	}
+	// Inspecting is reading: it works in read-only mode.
+	do(t, ctx, "showing a dead letter",
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr.dead[data-seq="%d"] button.act-show`, seqs[0]))),
+		chromedp.WaitVisible(chromedp.ID("detail")),
+		waitJS(`document.getElementById("detail-body").textContent.includes('"data": "payload of bad"')`),
+	)
 	if after := e.state(); !reflect.DeepEqual(before, after) {
 		t.Fatalf("read-only page changed the state: %+v -> %+v", before, after)
 	}

@@ -3,6 +3,7 @@ package idem_test
 import (
 	"context"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -185,6 +186,45 @@ func BenchmarkPaymentDurable(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkPaymentDurableInterleaved alternates batches of 64 concurrent
+// payments (one group commit's worth) on two durable DBs, without and with
+// tokens, and times each batch, so that both see the same machine load.
+// An iteration is one batch of each. It reports plain-ns and tokens-ns per
+// payment and their ratio. Run it with a fixed -benchtime such as 300x.
+func BenchmarkPaymentDurableInterleaved(b *testing.B) {
+	plain, tokens := newPayments(b, b.TempDir()), newPayments(b, b.TempDir())
+	ctx := context.Background()
+	const batch = 64
+	var dp, dt time.Duration
+	next := 0
+	runBatch := func(p *payments, withTokens bool) time.Duration {
+		start := time.Now()
+		var wg sync.WaitGroup
+		errs := make([]error, batch)
+		for g := range batch {
+			i := next + g
+			wg.Go(func() { errs[g] = p.pay(ctx, i, withTokens) })
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(start)
+	}
+	n := 0
+	for b.Loop() {
+		dp += runBatch(plain, false)
+		dt += runBatch(tokens, true)
+		next += batch
+		n += batch
+	}
+	b.ReportMetric(float64(dp.Nanoseconds())/float64(n), "plain-ns")
+	b.ReportMetric(float64(dt.Nanoseconds())/float64(n), "tokens-ns")
+	b.ReportMetric(float64(dt)/float64(dp), "ratio")
 }
 
 // BenchmarkSweep1M measures Expire removing 1,000,000 expired tokens in

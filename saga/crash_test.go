@@ -23,8 +23,9 @@ import (
 	"github.com/zest-stm/zest/stm"
 )
 
-// badger2207 counts the empty .mem files children found (see crashChild).
-var badger2207 atomic.Int64
+// badger2207 counts the empty .mem files children found (see crashChild);
+// startup sums the time children took to open (start to "ready").
+var badger2207, startup atomic.Int64
 
 const (
 	crashChildEnv = "ZEST_SAGA_CRASH_CHILD" // the child's data directory
@@ -183,8 +184,8 @@ func TestCrashKill9(t *testing.T) {
 		killed := crashRun(t, svc, dir, run, mode, k, after, acked)
 		require.True(t, killed, "run %d: the child exited by itself", run)
 	}
-	t.Logf("%d kills in %v, by trigger: %v; empty .mem files left by a kill (dgraph-io/badger#2207) and removed: %d",
-		kills, time.Since(start).Round(time.Millisecond), modes, badger2207.Load())
+	t.Logf("%d kills in %v (child start-up %v on average), by trigger: %v; empty .mem files left by a kill (dgraph-io/badger#2207) and removed: %d",
+		kills, time.Since(start).Round(time.Millisecond), (time.Duration(startup.Load()) / time.Duration(kills)).Round(time.Millisecond), modes, badger2207.Load())
 
 	// The last run: no kills, no scheduled faults (rejections and stuck
 	// undos stay); every saga must end or be stuck.
@@ -292,6 +293,7 @@ func crashRun(t *testing.T, svc *ledgerService, dir string, run int, mode string
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
+	began := time.Now()
 	require.NoError(t, cmd.Start())
 	var once sync.Once
 	killed := false
@@ -342,6 +344,7 @@ func crashRun(t *testing.T, svc *ledgerService, dir string, run int, mode string
 			continue
 		}
 		if line == "ready" {
+			startup.Add(int64(time.Since(began)))
 			if mode == "time" {
 				timer.Reset(after)
 			} else {

@@ -54,7 +54,7 @@ func openEnv(t testing.TB, dir string, opts *saga.Options, register func(e *env)
 	var err error
 	e.db, err = stm.Open(&stm.Options{Logger: quiet})
 	require.NoError(t, err)
-	e.q, err = effectqueue.Open(e.db, &effectqueue.Options{Dir: dir, Logger: quiet})
+	e.q, err = effectqueue.Open(e.db, &effectqueue.Options{Dir: dir, Logger: quiet, MemTableSize: 2 << 20, MaxEntrySize: 64 << 10}) // small: quick to open
 	require.NoError(t, err)
 	e.ledger, err = table.NewDurable[string, int](e.db, "ledger", nil)
 	require.NoError(t, err)

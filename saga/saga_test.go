@@ -511,3 +511,50 @@ func TestDuplicateEntriesDropped(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, saga.Done, in.Phase)
 }
+
+// TestOneAttemptInFlightPerSaga runs 24 sagas whose remote steps fail
+// sometimes and take a moment: calls of one saga never overlap, while
+// different sagas do run in parallel.
+func TestOneAttemptInFlightPerSaga(t *testing.T) {
+	var mu sync.Mutex
+	inFlight := map[string]int{}
+	overlap, total, maxTotal := 0, 0, 0
+	call := func(ctx context.Context, c saga.Call, s *order) error {
+		mu.Lock()
+		inFlight[c.Saga]++
+		total++
+		if inFlight[c.Saga] > 1 {
+			overlap++
+		}
+		maxTotal = max(maxTotal, total)
+		mu.Unlock()
+		time.Sleep(2 * time.Millisecond) // a remote's latency, not synchronisation
+		mu.Lock()
+		inFlight[c.Saga]--
+		total--
+		mu.Unlock()
+		if c.Attempt == 1 && c.Step == "b" {
+			return errors.New("503")
+		}
+		return nil
+	}
+	var f *saga.Flow[order]
+	e := openEnv(t, t.TempDir(), nil, func(e *env) {
+		var err error
+		f, err = saga.Define("order", 1,
+			saga.Remote("a", call, call), saga.Remote("b", call, call), saga.Remote("c", call, call))
+		require.NoError(t, err)
+		require.NoError(t, f.Register(e.r, nil))
+	})
+	var ids []string
+	for i := range 24 {
+		id := "o" + string(rune('a'+i))
+		ids = append(ids, id)
+		require.NoError(t, e.start(f, id, order{}))
+	}
+	for _, id := range ids {
+		assert.Equal(t, saga.Done, e.wait(id).Phase)
+	}
+	assert.Zero(t, overlap, "two attempts of one saga overlapped")
+	assert.Greater(t, maxTotal, 1, "sagas ran in parallel")
+}

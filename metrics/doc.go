@@ -51,11 +51,9 @@
 //
 // A scrape takes no lock that a commit holds while it runs, and holds none
 // of the engine's while it calls the next source. The stm and hook counters
-// are atomics. Queue depth and oldest age are in-memory counters of the
-// queue, read under its state mutex, which the queue's writer takes only
-// briefly, once per group write, after the fsync. Mover statistics take the
-// mover's own locks (and sort its last 4,096 latencies for its percentiles:
-// about 60 µs of CPU on the development machine).
+// are atomics, and so are the queue's depth and oldest age. Mover
+// statistics take the mover's own locks (and sort its last 4,096 latencies
+// for its percentiles: about 60 µs of CPU on the development machine).
 //
 // Counting dead letters is the one cost that grows: the queue keeps no
 // count, so the collector reads the dead letters, payloads included, in

@@ -44,6 +44,10 @@ var ErrRegistered = errors.New("saga: flow already registered")
 // resolution without its author.
 var ErrBadAction = errors.New("saga: bad resolution")
 
+// ErrWrongDB is returned when a transaction of another stm.DB than the
+// runner's is passed to Start, Status or Get.
+var ErrWrongDB = errors.New("saga: transaction belongs to another DB than the runner's")
+
 // ErrRunning is returned by Runner.Run when the runner is already running.
 var ErrRunning = errors.New("saga: runner already running")
 

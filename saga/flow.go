@@ -150,6 +150,9 @@ func (f *Flow[S]) Start(tx *stm.Tx, id string, s S) error {
 	if r == nil {
 		return fmt.Errorf("%w: %s version %d", ErrNotRegistered, f.name, f.version)
 	}
+	if tx.DB() != r.db {
+		return ErrWrongDB
+	}
 	if err := r.checkID(id); err != nil {
 		return err
 	}

@@ -153,6 +153,18 @@ func TestStartRefusesBadInput(t *testing.T) {
 	// The longest id accepted works.
 	require.NoError(t, e.start(f, strings.Repeat("x", 16), order{}))
 
+	// A transaction of another DB is refused.
+	other, err := stm.Open(nil)
+	require.NoError(t, err)
+	require.NoError(t, other.Run(context.Background(), func(tx *stm.Tx) error {
+		require.ErrorIs(t, f.Start(tx, "x", order{}), saga.ErrWrongDB)
+		_, err := e.r.Status(tx, "x")
+		require.ErrorIs(t, err, saga.ErrWrongDB)
+		_, err = e.r.Get(tx, "x")
+		require.ErrorIs(t, err, saga.ErrWrongDB)
+		return nil
+	}))
+
 	// A used Tx is refused with its error.
 	var stale *stm.Tx
 	require.NoError(t, e.db.Run(context.Background(), func(tx *stm.Tx) error { stale = tx; return nil }))

@@ -91,6 +91,9 @@ func (r *Runner) Status(tx *stm.Tx, id string) (Status, error) {
 	if err := tx.Err(); err != nil {
 		return Status{}, err
 	}
+	if tx.DB() != r.db {
+		return Status{}, ErrWrongDB
+	}
 	rec, ok := r.sagas.Get(tx, id)
 	if !ok {
 		return Status{}, fmt.Errorf("%w: %q", ErrNotFound, id)
@@ -103,6 +106,9 @@ func (r *Runner) Status(tx *stm.Tx, id string) (Status, error) {
 func (r *Runner) Get(tx *stm.Tx, id string) (Info, error) {
 	if err := tx.Err(); err != nil {
 		return Info{}, err
+	}
+	if tx.DB() != r.db {
+		return Info{}, ErrWrongDB
 	}
 	rec, ok := r.sagas.Get(tx, id)
 	if !ok {

@@ -28,7 +28,7 @@ type Options struct {
 	// (also flushed at 256). Each write is an fsync of the queue, so a
 	// longer interval costs less CPU per entry (BenchmarkPut1KiB in
 	// mover/s3sink, ZEST_BENCH_ACK_INTERVAL); a crash re-applies, checked,
-	// what was delivered in the last interval. Default 50ms.
+	// what was delivered in the last interval. Default 100ms.
 	AckInterval time.Duration
 	// Coalesce, when set, skips an entry if a newer entry of the same
 	// ordering key is already waiting and the sink says it supersedes it
@@ -83,7 +83,7 @@ func (o *Options) withDefaults() (Options, error) {
 	def(&r.BaseBackoff, 100*time.Millisecond)
 	def(&r.MaxBackoff, 30*time.Second)
 	def(&r.PollInterval, 5*time.Second)
-	def(&r.AckInterval, 50*time.Millisecond)
+	def(&r.AckInterval, 100*time.Millisecond)
 	def(&r.LogInterval, time.Minute)
 	if r.MaxBuffered == 0 {
 		r.MaxBuffered = 4096

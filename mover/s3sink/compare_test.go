@@ -20,8 +20,8 @@ import (
 
 // sample is one round of a side-by-side comparison.
 type sample struct {
-	rawCPU, moverCPU time.Duration // per object; the mover's includes the commits
-	rawRate, moverRate float64     // objects per second
+	rawCPU, moverCPU   time.Duration // per object; the mover's includes the commits
+	rawRate, moverRate float64       // objects per second
 }
 
 // BenchmarkMoverVsRaw puts b.N objects of 1 KiB over 1,000 keys, five

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,31 +45,65 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-// browser starts a headless Chromium with a fresh profile and returns a
-// chromedp context for one tab, ended by the test's cleanup.
+// shared is the one headless Chromium of the package's browser tests: each
+// test gets its own tab. Starting a browser is the slow part.
+var shared struct {
+	once    sync.Once
+	ctx     context.Context // the browser's first tab; tabs derive from it
+	cancel  func()
+	profile string
+	err     error
+}
+
+// TestMain stops the shared browser after the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.cancel != nil {
+		shared.cancel()
+		os.RemoveAll(shared.profile)
+	}
+	os.Exit(code)
+}
+
+// browser returns a chromedp context for a new tab of the shared headless
+// Chromium (started with a fresh profile on first use), closed by the
+// test's cleanup.
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium(t)),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 1000),
-	)
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); acancel() })
-	// The first run starts the browser; it lives as long as ctx, so no
-	// timeout here (see chromedp.Run). Later steps get one each (do).
-	if err := chromedp.Do(ctx); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("starting Chromium: %v", err)
+	path := chromium(t)
+	shared.once.Do(func() {
+		shared.profile, shared.err = os.MkdirTemp("", "zest-chromium-")
+		if shared.err != nil {
+			return
 		}
-		t.Skipf("Chromium does not start here: %v", err)
+		opts := append(chromedp.DefaultExecAllocatorOptions[:],
+			chromedp.ExecPath(path),
+			chromedp.NoSandbox,
+			chromedp.DisableGPU,
+			chromedp.Flag("disable-component-update", true),
+			chromedp.Flag("disable-quic", true),
+			chromedp.UserDataDir(shared.profile),
+			chromedp.WindowSize(1280, 1000),
+		)
+		actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+		ctx, cancel := chromedp.NewContext(actx)
+		shared.ctx, shared.cancel = ctx, func() { cancel(); acancel() }
+		// The first run starts the browser; it lives as long as ctx, so no
+		// timeout here (see chromedp.Run). Later steps get one each (do).
+		shared.err = chromedp.Do(ctx)
+	})
+	if shared.err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("starting Chromium: %v", shared.err)
+		}
+		t.Skipf("Chromium does not start here: %v", shared.err)
 	}
-	return ctx
+	tab, cancel := chromedp.NewContext(shared.ctx)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(tab); err != nil {
+		t.Fatalf("opening a tab: %v", err)
+	}
+	return tab
 }
 
 // do runs steps in the tab with a deadline.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -22,6 +23,10 @@ import (
 //     replay == false;
 //  2. every other request replayed, and got the winner's receipt;
 //  3. the counters agree: Begun == keys, Replays == requests - keys.
+//
+// Every first attempt waits, after Begin, until all the requests for its key
+// are inside their bodies, so the duplicates really overlap: each key's
+// requests but one must rerun (checked in the DB's statistics).
 //
 // Run against an in-memory and a durable DB.
 func TestConcurrentDuplicates(t *testing.T) {
@@ -45,6 +50,11 @@ func TestConcurrentDuplicates(t *testing.T) {
 				err     error
 			}
 			answers := make([][dups]answer, keys)
+			barriers := make([]*barrier, keys)
+			for k := range barriers {
+				barriers[k] = newBarrier(dups)
+			}
+			rerunsBefore := db.Stats().Reruns
 			start := make(chan struct{})
 			var wg sync.WaitGroup
 			for k := range keys {
@@ -61,6 +71,9 @@ func TestConcurrentDuplicates(t *testing.T) {
 							prev, replay, err := tokens.Begin(tx, key, idem.Fingerprint([]byte("7")))
 							if err != nil || replay {
 								return out{string(prev), replay}, err
+							}
+							if tx.Attempt() == 1 {
+								barriers[k].wait()
 							}
 							n, _ := paid.Get(tx, key.ID)
 							paid.Put(tx, key.ID, n+7)
@@ -96,8 +109,41 @@ func TestConcurrentDuplicates(t *testing.T) {
 			st := tokens.Stats()
 			assert.Equal(t, uint64(keys), st.Begun)
 			assert.Equal(t, uint64(keys*(dups-1)), st.Replays)
+			for k, b := range barriers {
+				assert.Equal(t, dups, b.arrived(), "order-%d: every request was inside its body at once", k)
+			}
+			assert.GreaterOrEqual(t, db.Stats().Reruns-rerunsBefore, uint64(keys*(dups-1)), "the duplicates conflicted and reran")
 		})
 	}
+}
+
+// barrier releases its waiters once n have arrived, or after 10 s (a
+// failing test must not hang).
+type barrier struct {
+	mu   sync.Mutex
+	n, k int
+	open chan struct{}
+}
+
+func newBarrier(n int) *barrier { return &barrier{n: n, open: make(chan struct{})} }
+
+func (b *barrier) wait() {
+	b.mu.Lock()
+	b.k++
+	if b.k == b.n {
+		close(b.open)
+	}
+	b.mu.Unlock()
+	select {
+	case <-b.open:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+func (b *barrier) arrived() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.k
 }
 
 func openDurableQ(t *testing.T) (*stm.DB, interface{ Close() error }, *idem.Tokens) {

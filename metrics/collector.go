@@ -171,8 +171,14 @@ func (c *Collector) collectDB(out sender, db *stm.DB) {
 func causeLabel(c stm.Cause) string { return strings.ReplaceAll(c.String(), " ", "_") }
 
 func (c *Collector) collectQueue(ctx context.Context, out sender, name string, q *effectqueue.Queue) {
-	out.gauge(c.d.queueDepth, float64(q.Depth()), name)
-	out.gauge(c.d.queueOldest, q.OldestAge().Seconds(), name)
+	st := q.Stats()
+	out.gauge(c.d.queueDepth, float64(st.Depth), name)
+	out.gauge(c.d.queueOldest, st.OldestAge.Seconds(), name)
+	out.counter(c.d.queueCommits, st.Commits, name)
+	out.counter(c.d.queueEntries, st.Entries, name)
+	out.counter(c.d.queueWrites, st.Writes, name)
+	out.counter(c.d.queueWriteErrors, st.WriteErrors, name)
+	out.counter(c.d.queueAsyncLost, st.AsyncLost, name)
 	n, truncated, err := c.dead[name].count(ctx, c.opts.DeadLetterRefresh)
 	if err != nil {
 		// The scrape says which metric failed (promhttp's HandlerOpts.ErrorHandling

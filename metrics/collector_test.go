@@ -191,6 +191,34 @@ zest_queue_depth{queue="receipts"} 0
 	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(want),
 		"zest_queue_dead_letters", "zest_queue_dead_letters_truncated", "zest_queue_depth"))
 
+	// The queue's own counters: two transactions of five entries on
+	// orders, nothing on receipts, no failed write.
+	counters := `
+# HELP zest_queue_async_lost_total Async-mode transactions reported committed whose write then failed.
+# TYPE zest_queue_async_lost_total counter
+zest_queue_async_lost_total{queue="orders"} 0
+zest_queue_async_lost_total{queue="receipts"} 0
+# HELP zest_queue_commits_total Transactions written by the queue (with entries or durable table records).
+# TYPE zest_queue_commits_total counter
+zest_queue_commits_total{queue="orders"} 2
+zest_queue_commits_total{queue="receipts"} 0
+# HELP zest_queue_entries_total Entries written.
+# TYPE zest_queue_entries_total counter
+zest_queue_entries_total{queue="orders"} 5
+zest_queue_entries_total{queue="receipts"} 0
+# HELP zest_queue_write_errors_total Failed writes; after the first, the DB stops accepting commits.
+# TYPE zest_queue_write_errors_total counter
+zest_queue_write_errors_total{queue="orders"} 0
+zest_queue_write_errors_total{queue="receipts"} 0
+`
+	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(counters),
+		"zest_queue_async_lost_total", "zest_queue_commits_total", "zest_queue_entries_total", "zest_queue_write_errors_total"))
+	// Group commit: at least one write, at most one per transaction.
+	writes := gatherValues(t, c, "zest_queue_writes_total")
+	assert.GreaterOrEqual(t, writes[`queue="orders"`], 1.0)
+	assert.LessOrEqual(t, writes[`queue="orders"`], 2.0)
+	assert.Equal(t, 0.0, writes[`queue="receipts"`])
+
 	// The oldest age is a clock reading: between 0 and the time since
 	// before the entries were committed; 0 for the empty queue.
 	ages := gatherValues(t, c, "zest_queue_oldest_age_seconds")

@@ -10,9 +10,11 @@ type descs struct {
 	commits, escalations, aborts, reruns, conflicts *prometheus.Desc
 	hooksRun, hooksPanics                           *prometheus.Desc
 
-	queueDepth, queueOldest, queueDead, queueDeadTrunc *prometheus.Desc
+	queueDepth, queueOldest, queueDead, queueDeadTrunc                        *prometheus.Desc
+	queueCommits, queueEntries, queueWrites, queueWriteErrors, queueAsyncLost *prometheus.Desc
 
 	moverDeliveries, moverDuration, moverLanesBlocked, moverInFlight, moverPaused *prometheus.Desc
+	moverSuperseded, moverStateRetries                                            *prometheus.Desc
 
 	sagas, idemReplays *prometheus.Desc
 }
@@ -35,11 +37,19 @@ func newDescs() descs {
 		queueDead:      d("zest_queue_dead_letters", "Dead letters waiting for an operator (counted up to the collector's MaxDeadLetters).", "queue"),
 		queueDeadTrunc: d("zest_queue_dead_letters_truncated", "1 if the queue has more dead letters than the collector counts (MaxDeadLetters).", "queue"),
 
+		queueCommits:     d("zest_queue_commits_total", "Transactions written by the queue (with entries or durable table records).", "queue"),
+		queueEntries:     d("zest_queue_entries_total", "Entries written.", "queue"),
+		queueWrites:      d("zest_queue_writes_total", "Badger writes (group commits): commits_total / writes_total is the mean group size.", "queue"),
+		queueWriteErrors: d("zest_queue_write_errors_total", "Failed writes; after the first, the DB stops accepting commits.", "queue"),
+		queueAsyncLost:   d("zest_queue_async_lost_total", "Async-mode transactions reported committed whose write then failed.", "queue"),
+
 		moverDeliveries:   d("zest_mover_deliveries_total", "Delivery outcomes by sink: delivered (confirmed), retried (failed, will retry), dead_lettered.", "queue", "sink", "outcome"),
 		moverDuration:     d("zest_mover_delivery_duration_seconds", "Time from commit to the sink's confirmation.", "queue", "sink"),
 		moverLanesBlocked: d("zest_mover_lanes_blocked", "Ordering keys whose head entry is failing and waiting to be retried.", "queue"),
 		moverInFlight:     d("zest_mover_in_flight", "Entries being applied to a sink now.", "queue"),
 		moverPaused:       d("zest_mover_paused", "1 if an operator paused the mover.", "queue"),
+		moverSuperseded:   d("zest_mover_superseded_total", "Entries skipped because a newer entry of the same key replaced them (Coalesce).", "queue"),
+		moverStateRetries: d("zest_mover_state_write_retries_total", "Failed writes of the mover's own state (acks, dead letters) that were retried.", "queue"),
 
 		sagas:       d("zest_sagas", "Sagas by state.", "state"),
 		idemReplays: d("zest_idem_replays_total", "Requests answered from a stored idempotency token instead of running again."),
@@ -53,10 +63,12 @@ func (d *descs) of(o Options) []*prometheus.Desc {
 		out = append(out, d.commits, d.escalations, d.aborts, d.reruns, d.conflicts, d.hooksRun, d.hooksPanics)
 	}
 	if len(o.Queues) > 0 {
-		out = append(out, d.queueDepth, d.queueOldest, d.queueDead, d.queueDeadTrunc)
+		out = append(out, d.queueDepth, d.queueOldest, d.queueDead, d.queueDeadTrunc,
+			d.queueCommits, d.queueEntries, d.queueWrites, d.queueWriteErrors, d.queueAsyncLost)
 	}
 	if len(o.Movers) > 0 {
-		out = append(out, d.moverDeliveries, d.moverDuration, d.moverLanesBlocked, d.moverInFlight, d.moverPaused)
+		out = append(out, d.moverDeliveries, d.moverDuration, d.moverLanesBlocked, d.moverInFlight, d.moverPaused,
+			d.moverSuperseded, d.moverStateRetries)
 	}
 	if o.Sagas != nil {
 		out = append(out, d.sagas)

@@ -32,6 +32,11 @@
 //	zest_queue_oldest_age_seconds{queue}        gauge    age of the oldest pending entry
 //	zest_queue_dead_letters{queue}              gauge    counted up to Options.MaxDeadLetters (default 100)
 //	zest_queue_dead_letters_truncated{queue}    gauge    1 when there are more than that
+//	zest_queue_commits_total{queue}             counter  transactions written (entries or durable records)
+//	zest_queue_entries_total{queue}             counter
+//	zest_queue_writes_total{queue}              counter  Badger writes; commits/writes = mean group size
+//	zest_queue_write_errors_total{queue}        counter  0 or 1: the first stops the DB
+//	zest_queue_async_lost_total{queue}          counter  Async commits whose write failed
 //
 // From Options.Movers:
 //
@@ -40,6 +45,8 @@
 //	zest_mover_lanes_blocked{queue}                   gauge      ordering keys waiting to retry
 //	zest_mover_in_flight{queue}                       gauge
 //	zest_mover_paused{queue}                          gauge      1 if an operator paused it
+//	zest_mover_superseded_total{queue}                counter    skipped for a newer entry (Coalesce)
+//	zest_mover_state_write_retries_total{queue}       counter    failed ack/dead-letter writes, retried
 //
 // From Options.Sagas (SagaRunners(runner)) and Options.Idem
 // (IdemTokens(tokens)):
@@ -51,7 +58,7 @@
 //
 // A scrape takes no lock that a commit holds while it runs, and holds none
 // of the engine's while it calls the next source. The stm and hook counters
-// are atomics, and so are the queue's depth and oldest age. Mover
+// are atomics, and so are the queue's statistics. Mover
 // statistics take the mover's own locks (and sort its last 4,096 latencies
 // for its percentiles: about 60 µs of CPU on the development machine).
 //

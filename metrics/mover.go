@@ -23,6 +23,8 @@ func (c *Collector) collectMover(out sender, name string, m Mover) {
 	out.gauge(c.d.moverLanesBlocked, float64(st.LanesBlocked), name)
 	out.gauge(c.d.moverInFlight, float64(st.InFlight), name)
 	out.gauge(c.d.moverPaused, boolValue(st.Paused), name)
+	out.counter(c.d.moverSuperseded, st.Superseded, name)
+	out.counter(c.d.moverStateRetries, st.StateWriteRetries, name)
 	for _, sink := range slices.Sorted(maps.Keys(st.BySink)) {
 		s := st.BySink[sink]
 		for _, o := range moverOutcomes {

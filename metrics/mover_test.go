@@ -98,6 +98,12 @@ zest_mover_lanes_blocked{queue="main"} 0
 # HELP zest_mover_paused 1 if an operator paused the mover.
 # TYPE zest_mover_paused gauge
 zest_mover_paused{queue="main"} 0
+# HELP zest_mover_state_write_retries_total Failed writes of the mover's own state (acks, dead letters) that were retried.
+# TYPE zest_mover_state_write_retries_total counter
+zest_mover_state_write_retries_total{queue="main"} 0
+# HELP zest_mover_superseded_total Entries skipped because a newer entry of the same key replaced them (Coalesce).
+# TYPE zest_mover_superseded_total counter
+zest_mover_superseded_total{queue="main"} 0
 # HELP zest_queue_dead_letters Dead letters waiting for an operator (counted up to the collector's MaxDeadLetters).
 # TYPE zest_queue_dead_letters gauge
 zest_queue_dead_letters{queue="main"} 1
@@ -107,6 +113,7 @@ zest_queue_depth{queue="main"} 0
 `
 	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(want),
 		"zest_mover_deliveries_total", "zest_mover_in_flight", "zest_mover_lanes_blocked", "zest_mover_paused",
+		"zest_mover_state_write_retries_total", "zest_mover_superseded_total",
 		"zest_queue_dead_letters", "zest_queue_depth"))
 
 	// One latency observation per delivery, in seconds: the sample counts

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 
 	"github.com/zest-stm/zest/effectqueue"
 	"github.com/zest-stm/zest/idem"
@@ -54,9 +55,11 @@ func Example_saga() {
 	})
 	m, _ := mover.New(q, map[string]mover.Sink{saga.Kind: runner.Sink()}, &mover.Options{Logger: quiet})
 	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = m.Run(ctx) })
+	wg.Go(func() { _ = runner.Run(ctx) })
+	defer wg.Wait()
 	defer cancel()
-	go m.Run(ctx)
-	go runner.Run(ctx)
 
 	// A request handler: begin the token; the first time, start the saga
 	// and link the token to it, in the same transaction.

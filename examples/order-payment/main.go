@@ -194,7 +194,10 @@ func Demo(ctx context.Context, dir string, dups int, logger *slog.Logger) (Repor
 		return Report{}, err
 	}
 	defer shop.Close()
-	go func() { _ = shop.tokens.Sweep(ctx) }()
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	swept := make(chan struct{})
+	go func() { _ = shop.tokens.Sweep(sweepCtx); close(swept) }()
+	defer func() { stopSweep(); <-swept }()
 	h, err := shop.Handler()
 	if err != nil {
 		return Report{}, err

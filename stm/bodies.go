@@ -15,14 +15,31 @@ import (
 // lookup scans the whole window (slots are freed in any order, so an empty
 // slot does not end the search). A goroutine that finds its window full goes
 // to the overflow map, under a mutex.
+//
+// A slot also keeps the transaction state its last holder used, for the
+// next one: the compare-and-swap that takes the slot and the store that
+// frees it replace a sync.Pool's Get and Put, so finding nested Runs costs
+// a read-only transaction nothing it did not pay before. A Run that must
+// give up its slot before it ends (to wait for the disk, or to run hooks,
+// which may start transactions of their own) takes its state with it, and
+// returns it to the DB's pool.
 type bodies struct {
-	slots [bodySlots]atomic.Uintptr
+	slots [bodySlots]bodySlot
 
 	overflowN atomic.Int64
 	mu        struct {
 		sync.Mutex
 		overflow map[uintptr]struct{}
 	}
+}
+
+// bodySlot is one goroutine's place in bodies.
+type bodySlot struct {
+	g atomic.Uintptr
+	// t is the transaction state the slot lends; only the goroutine that
+	// holds the slot touches it (taking and freeing the slot order the
+	// accesses).
+	t *txn
 }
 
 const (
@@ -42,7 +59,7 @@ func (b *bodies) enter(g uintptr) (slot int, nested bool) {
 		free := -1
 		for i := uint(0); i < bodyWindow; i++ {
 			s := int((h + i) % bodySlots)
-			v := b.slots[s].Load()
+			v := b.slots[s].g.Load()
 			if v == g {
 				return 0, true
 			}
@@ -68,7 +85,7 @@ func (b *bodies) enter(g uintptr) (slot int, nested bool) {
 			b.mu.Unlock()
 			return -1, false
 		}
-		if b.slots[free].CompareAndSwap(0, g) {
+		if b.slots[free].g.CompareAndSwap(0, g) {
 			return free, false
 		}
 	}
@@ -77,10 +94,31 @@ func (b *bodies) enter(g uintptr) (slot int, nested bool) {
 // exit releases what enter took.
 func (b *bodies) exit(g uintptr, slot int) {
 	if slot >= 0 {
-		b.slots[slot].Store(0)
+		b.slots[slot].g.Store(0)
 		return
 	}
 	b.exitOverflow(g)
+}
+
+// take returns the transaction state for a Run that entered with slot.
+func (db *DB) take(slot int) *txn {
+	if slot < 0 {
+		return db.pool.Get().(*txn)
+	}
+	s := &db.bodies.slots[slot]
+	if s.t == nil {
+		s.t = db.pool.Get().(*txn)
+	}
+	return s.t
+}
+
+// detach frees the slot early: its state leaves with the Run, which returns
+// it to the pool when it ends.
+func (db *DB) detach(g uintptr, slot int) {
+	if slot >= 0 {
+		db.bodies.slots[slot].t = nil
+	}
+	db.bodies.exit(g, slot)
 }
 
 func (b *bodies) exitOverflow(g uintptr) {

@@ -43,27 +43,29 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 	if nested {
 		return ErrNestedRun
 	}
-	inBody := true
-	t := db.pool.Get().(*txn)
+	held := true // the body slot, and t with it
+	t := db.take(slot)
 	t.ctx = ctx
 	tx := t.newHandle()
 	defer func() {
 		tx.t = nil
-		if inBody {
-			db.bodies.exit(g, slot)
-		}
 		t.leaveSerial()
 		t.reset()
 		t.ctx = nil
-		db.pool.Put(t)
+		if held {
+			db.bodies.exit(g, slot)
+		} else {
+			db.pool.Put(t)
+		}
 	}()
 	// leave ends the part of Run that must not be nested, and opens the
-	// serial gate: hooks and waits come after it.
+	// serial gate: hooks and waits come after it. When there is nothing to
+	// wait for and no hook to run, Run keeps its slot to the end.
 	leave := func() {
 		t.leaveSerial()
-		if inBody {
-			inBody = false
-			db.bodies.exit(g, slot)
+		if held && (len(t.locals) > 0 || t.maxRead >= db.dur.oldestPending.Load()) {
+			held = false
+			db.detach(g, slot)
 		}
 	}
 	var last Cause
@@ -116,6 +118,10 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 			}
 			t.end(tx, false)
 			return out.err
+		}
+		if out.waiter != nil && held {
+			held = false
+			db.detach(g, slot)
 		}
 		leave()
 		if out.waiter != nil {

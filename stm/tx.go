@@ -144,6 +144,19 @@ func (t *txn) reset() {
 	// The read log points only at cells, which live as long as their
 	// table: it need not be zeroed for the garbage collector.
 	t.reads = t.reads[:0]
+	if cap(t.reads) > 1<<16 {
+		t.reads = nil
+	}
+	// The rest is cleared only if used: a read-only transaction skips it.
+	if len(t.writes) > 0 {
+		t.resetWrites()
+	}
+	if len(t.locals) > 0 || len(t.staged) > 0 {
+		t.resetLocals()
+	}
+}
+
+func (t *txn) resetWrites() {
 	clear(t.writes)
 	t.writes = t.writes[:0]
 	// Clearing a map costs its capacity, not its length: clear a small one
@@ -153,15 +166,15 @@ func (t *txn) reset() {
 	} else if n > 0 {
 		clear(t.index)
 	}
-	if cap(t.reads) > 1<<16 {
-		t.reads = nil
-	}
 	if cap(t.writes) > 1<<16 {
 		t.writes = nil
 	}
 	clear(t.undo)
 	t.undo = t.undo[:0]
 	t.sps = t.sps[:0]
+}
+
+func (t *txn) resetLocals() {
 	clear(t.locals)
 	t.locals = t.locals[:0]
 	t.localMarks = t.localMarks[:0]

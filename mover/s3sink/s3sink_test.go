@@ -243,7 +243,9 @@ func TestCreateBuckets(t *testing.T) {
 func TestServerOutage(t *testing.T) {
 	e := setup(t, nil)
 	e.bucket(t, "outage", true)
-	m, stop := e.run(t, nil)
+	// MinIO can take many seconds to restart on a loaded machine: attempts
+	// must not run out meanwhile (exhaustion is TestMaxAttempts' subject).
+	m, stop := e.run(t, &mover.Options{BaseBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, MaxAttempts: 100_000})
 	e.commit(t, s3sink.Put("outage", "k", []byte("0"), "", nil))
 	drain(t, m)
 	e.srv.Stop()

@@ -75,7 +75,7 @@ func openApp(dir string, s3 *s3sink.Options) (*app, error) {
 		return nil, err
 	}
 	a.mover, err = mover.New(a.q, map[string]mover.Sink{"s3": a.sink},
-		&mover.Options{Concurrency: 8, BaseBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, Logger: quiet})
+		&mover.Options{Concurrency: 8, BaseBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, MaxAttempts: 100_000, Logger: quiet})
 	return a, err
 }
 

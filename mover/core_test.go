@@ -586,3 +586,58 @@ func TestLogVolumeDuringOutage(t *testing.T) {
 	assert.True(t, failing, "a lane's first failure is logged")
 	assert.True(t, recovered || slices.Contains(h.msgs, "mover: delivery summary"), "recoveries are logged or summed up")
 }
+
+// panickySuperseder panics in Supersedes.
+type panickySuperseder struct{ *fakeSink }
+
+func (panickySuperseder) Supersedes(newer, older effectqueue.Item) bool { panic("superseder bug") }
+
+// TestSupersedesPanics: a Superseder that panics (it is called under the
+// mover's lock) is taken as "does not supersede": every entry is applied
+// and nothing hangs.
+func TestSupersedesPanics(t *testing.T) {
+	e := openQueue(t, "")
+	f := newFake()
+	for range 5 {
+		e.commit(t, put("obj"))
+	}
+	o := fastOpts()
+	o.Coalesce = true
+	m := start(t, e.q, e.q, panickySuperseder{f}, o)
+	drained(t, m.Mover)
+	require.NoError(t, m.stop())
+	assert.Equal(t, []uint64{1, 2, 3, 4, 5}, f.applied()["obj"])
+	assert.Zero(t, m.Stats().Superseded)
+}
+
+// TestShutdownWhileDeadLetterWriteFails: Shutdown while the lane waits to
+// retry a failed dead-letter write leaves the entry pending (not lost, not
+// acked); the next mover dead-letters it, and the key's later entry is
+// applied only then.
+func TestShutdownWhileDeadLetterWriteFails(t *testing.T) {
+	e := openQueue(t, "")
+	fs := &faultStore{Queue: e.q}
+	fs.failDeadLetters.Store(1 << 40)
+	f := newFake()
+	f.fail = func(d Delivery) error {
+		if d.Seq == 1 {
+			return Permanent(errors.New("invalid name"))
+		}
+		return nil
+	}
+	e.commit(t, put("k"), put("k"))
+	m := start(t, fs, e.q, f, fastOpts())
+	eventually(t, "a few failed dead-letter writes", func() bool { return fs.deadCalls.Load() >= 3 })
+	require.NoError(t, m.stop())
+	assert.Equal(t, int64(2), e.q.Depth(), "both entries still pending")
+	assert.Empty(t, f.applied()["k"], "the later entry did not overtake the one being dead-lettered")
+
+	m2 := start(t, e.q, e.q, f, fastOpts())
+	drained(t, m2.Mover)
+	require.NoError(t, m2.stop())
+	dead, err := e.q.DeadLetters(context.Background(), 0, 10)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	assert.Equal(t, uint64(1), dead[0].Seq)
+	assert.Equal(t, []uint64{2}, f.applied()["k"])
+}

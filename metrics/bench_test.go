@@ -44,28 +44,34 @@ type benchFixture struct {
 	close func()
 }
 
-const benchDeadLetters = 100
+var (
+	benchDeadLetters = flag.Int("scrape.dead", 100, "dead letters in the benchmarks' queue")
+	benchDeadRefresh = flag.Duration("scrape.deadrefresh", 0, "the benchmarks' collector's DeadLetterRefresh")
+)
 
 func newBenchFixture(b *testing.B) *benchFixture {
 	b.Helper()
 	db, q := openQueue(b, nil)
 	bags, err := table.New[int, int](db, "bags")
 	require.NoError(b, err)
-	keys := make([]string, benchDeadLetters)
+	keys := make([]string, *benchDeadLetters)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("dead/%d", i)
 	}
-	enqueue(b, db, q, "s3.put", keys...)
-	deadLetterAll(b, q)
+	if len(keys) > 0 {
+		enqueue(b, db, q, "s3.put", keys...)
+		deadLetterAll(b, q)
+	}
 	m, err := mover.New(q, map[string]mover.Sink{"s3": okSink{}}, &mover.Options{Logger: discardLogger()})
 	require.NoError(b, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
 	c, err := metrics.NewCollector(&metrics.Options{
-		DB:     db,
-		Queues: map[string]*effectqueue.Queue{"main": q},
-		Movers: map[string]metrics.Mover{"main": m},
+		DB:                db,
+		Queues:            map[string]*effectqueue.Queue{"main": q},
+		Movers:            map[string]metrics.Mover{"main": m},
+		DeadLetterRefresh: *benchDeadRefresh,
 	})
 	require.NoError(b, err)
 	reg := prometheus.NewRegistry()

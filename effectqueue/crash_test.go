@@ -231,7 +231,7 @@ func crashLoop(t *testing.T, r *rand.Rand, kills int) {
 	start := time.Now()
 	for round := range kills {
 		m.round = round
-		o := crashtest.Options{Env: []string{crashChildEnv + "=" + dir}}
+		o := crashtest.Options{Env: []string{crashChildEnv + "=" + dir}, Stuck: 30 * time.Second}
 		killAfter := 0
 		if r.IntN(4) == 0 {
 			// At a moment no line marks: from right after the start on,

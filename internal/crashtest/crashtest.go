@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +27,10 @@ type Options struct {
 	// started, unless onLine killed it first: a kill at a moment no line
 	// marks (while the child opens its files, say).
 	KillAfter time.Duration
+	// Stuck, if positive, bounds the child's life: a child still running
+	// after it gets SIGQUIT (a Go child prints its goroutines to stderr),
+	// then SIGKILL, and the test fails.
+	Stuck time.Duration
 }
 
 // Result says how a child ended.
@@ -83,8 +88,18 @@ func RunWith(t testing.TB, o Options, onLine func(line string) (kill bool)) Resu
 		timer := time.AfterFunc(o.KillAfter, kill)
 		defer timer.Stop()
 	}
+	var stuck atomic.Bool
+	if o.Stuck > 0 {
+		timer := time.AfterFunc(o.Stuck, func() {
+			stuck.Store(true)
+			_ = cmd.Process.Signal(syscall.SIGQUIT)
+			time.AfterFunc(2*time.Second, func() { _ = cmd.Process.Signal(syscall.SIGKILL) })
+		})
+		defer timer.Stop()
+	}
 	var r Result
 	sc := bufio.NewScanner(out)
+	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
 		r.Lines++
@@ -97,8 +112,17 @@ func RunWith(t testing.TB, o Options, onLine func(line string) (kill bool)) Resu
 			kill()
 		}
 	}
+	if err := sc.Err(); err != nil {
+		// Stop the child, which would block on a full pipe otherwise.
+		kill()
+		_ = cmd.Wait()
+		t.Fatalf("reading the child's output: %v", err)
+	}
 	werr := cmd.Wait()
 	r.Elapsed = time.Since(start)
+	if stuck.Load() {
+		t.Fatalf("child process still running after %v (%d lines); its goroutines are above, on stderr", o.Stuck, r.Lines)
+	}
 	killOnce.Do(func() {}) // no kill from now on; reading killed is safe
 	var exit *exec.ExitError
 	if errors.As(werr, &exit) {

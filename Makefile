@@ -2,21 +2,32 @@
 # the engine comparison in bench/.
 GO ?= go
 
-.PHONY: test check minio stress bench bench-compare demo
+.PHONY: test check minio chromium test386 stress bench bench-compare bench-saga demo demo-saga demo-nats
 
 # MinIO is installed (built with go install, into .bin/) when missing: the
-# mover, example and stress tests run against a real server.
-test: check minio
+# mover, example and stress tests run against a real server. Chromium (the
+# Debian package) is installed for the admin page's browser test. The table
+# tests also run built for 32-bit x86, where int is 4 bytes.
+test: check minio chromium
 	$(GO) test -race -count=1 -timeout 20m ./...
+	@scripts/test386.sh
 
 minio:
 	@scripts/minio.sh install >/dev/null
+
+chromium:
+	@scripts/chromium.sh >/dev/null
+
+test386:
+	@scripts/test386.sh
 
 # The stress scenarios for longer (STRESS_DURATION each), with their
 # summary table. `make test` runs them briefly.
 STRESS_DURATION ?= 40s
 stress: minio
 	cd stress && CI=true $(GO) test -race -count=1 -timeout 60m -stress.duration=$(STRESS_DURATION)
+	CI=true ZEST_STRESS=1 $(GO) test -race -count=1 -timeout 60m -run 'TestCrashKill9' ./saga/
+	CI=true ZEST_STRESS=1 $(GO) test -race -count=1 -timeout 60m -run 'TestReadersNeverSeeLostValues' ./table/
 
 # Static checks: formatting and vet, on the library and the bench module.
 check:
@@ -28,6 +39,11 @@ check:
 demo:
 	@scripts/demo.sh
 
+# The order saga (price + stock services as local HTTP servers, some sagas
+# compensate, one gets stuck and is resolved).
+demo-saga:
+	$(GO) run ./examples/order-saga
+
 # Benchmarks, with the counts the README's table was made with.
 bench: minio
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./stm/ ./table/
@@ -38,3 +54,7 @@ bench: minio
 # The engine comparison (bench/ is its own module).
 bench-compare:
 	cd bench && $(GO) run . -count 3
+
+# Sagas: Zest against go-workflows on SQLite, 1/8/64 concurrent sagas.
+bench-saga:
+	cd bench && $(GO) run ./sagabench -d 5s -o results/saga.md

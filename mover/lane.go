@@ -90,6 +90,9 @@ func (m *Mover) enqueue(items []effectqueue.Item) {
 		}
 		l.items = append(l.items, it)
 		m.mu.buffered++
+		m.mu.bufferedBytes += int64(len(it.Payload))
+		m.mu.readEntries++
+		m.mu.readBytes += int64(len(it.Payload))
 		if len(l.items) == 1 && !l.running && !l.backoff {
 			m.mu.ready = append(m.mu.ready, l)
 		}
@@ -200,6 +203,11 @@ func supersedes(sup Superseder, newer, older effectqueue.Item) (yes bool) {
 // counted in buffered until its ack or dead letter is written.
 // REQUIRES: m.mu held.
 func (m *Mover) popLocked(l *lane) {
+	was := m.mu.bufferedBytes
+	m.mu.bufferedBytes -= int64(len(l.items[0].Payload))
+	if was >= m.opts.MaxBufferedBytes && m.mu.bufferedBytes < m.opts.MaxBufferedBytes {
+		m.signalSpace() // the dispatcher may read again
+	}
 	l.items[0] = effectqueue.Item{}
 	l.items = l.items[1:]
 	l.attempt, l.loaded = 0, false

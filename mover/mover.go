@@ -60,9 +60,14 @@ type Mover struct {
 		lanes    map[string]*lane
 		ready    []*lane // lanes with entries, not running, not backing off
 		buffered int     // entries read and not yet acked or dead-lettered
-		failing  int     // lanes whose head entry is failing
-		stopping bool
-		paused   bool
+		// bufferedBytes sums the payloads of entries read and still in a
+		// lane (freed when the entry leaves its lane).
+		bufferedBytes int64
+		// readEntries and readBytes size the next read (average entry).
+		readEntries, readBytes int64
+		failing                int // lanes whose head entry is failing
+		stopping               bool
+		paused                 bool
 	}
 	work  *sync.Cond // signalled when a lane becomes ready, on resume and on stop
 	space chan struct{}
@@ -285,10 +290,10 @@ func (m *Mover) dispatch(ctx context.Context) error {
 		}
 		wake := m.q.Notify() // before Read, so that no commit goes unnoticed
 		m.mu.Lock()
-		room := m.opts.MaxBuffered - m.mu.buffered
+		room := m.readRoomLocked()
 		m.mu.Unlock()
 		if room > 0 {
-			items, err := m.q.Read(ctx, readPos, min(room, 256))
+			items, err := m.q.Read(ctx, readPos, room)
 			switch {
 			case errors.Is(err, effectqueue.ErrClosed):
 				m.opts.Logger.Error("mover: the queue was closed; stopping")
@@ -325,6 +330,26 @@ func (m *Mover) dispatch(ctx context.Context) error {
 		case <-poll.C:
 		}
 	}
+}
+
+// readRoomLocked returns how many entries the next read may take: within
+// Options.MaxBuffered entries and, at the average entry size seen so far,
+// within Options.MaxBufferedBytes (at least one entry while under it).
+// REQUIRES: m.mu held.
+func (m *Mover) readRoomLocked() int {
+	room := min(m.opts.MaxBuffered-m.mu.buffered, 256)
+	free := m.opts.MaxBufferedBytes - m.mu.bufferedBytes
+	if room <= 0 || free <= 0 {
+		return 0
+	}
+	switch {
+	case m.mu.readEntries == 0:
+		return 1 // learn the entries' size first
+	case m.mu.readBytes > 0:
+		avg := max(m.mu.readBytes/m.mu.readEntries, 1)
+		room = int(min(int64(room), max(free/avg, 1)))
+	}
+	return room
 }
 
 // leaseName is the queue consumer state holding the attempt lease, and

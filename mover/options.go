@@ -24,6 +24,10 @@ type Options struct {
 	PollInterval time.Duration
 	// MaxBuffered bounds the entries read but not yet done. Default 4096.
 	MaxBuffered int
+	// MaxBufferedBytes bounds the payload bytes of the entries read and
+	// waiting in lanes (one read may go over it by a batch of average-sized
+	// entries). Default 64 MiB.
+	MaxBufferedBytes int64
 	// AckInterval is how long acks may gather before they are written
 	// (also flushed at 256). Each write is an fsync of the queue, so a
 	// longer interval costs less CPU per entry (BenchmarkPut1KiB in
@@ -60,7 +64,7 @@ func (o *Options) withDefaults() (Options, error) {
 		v    int64
 	}{{"Concurrency", int64(r.Concurrency)}, {"MaxAttempts", int64(r.MaxAttempts)},
 		{"BaseBackoff", int64(r.BaseBackoff)}, {"MaxBackoff", int64(r.MaxBackoff)},
-		{"PollInterval", int64(r.PollInterval)}, {"MaxBuffered", int64(r.MaxBuffered)},
+		{"PollInterval", int64(r.PollInterval)}, {"MaxBuffered", int64(r.MaxBuffered)}, {"MaxBufferedBytes", r.MaxBufferedBytes},
 		{"AckInterval", int64(r.AckInterval)}, {"LogInterval", int64(r.LogInterval)}} {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("%s is %d, must not be negative", f.name, f.v))
@@ -87,6 +91,9 @@ func (o *Options) withDefaults() (Options, error) {
 	def(&r.LogInterval, time.Minute)
 	if r.MaxBuffered == 0 {
 		r.MaxBuffered = 4096
+	}
+	if r.MaxBufferedBytes == 0 {
+		r.MaxBufferedBytes = 64 << 20
 	}
 	if r.MaxBackoff < r.BaseBackoff {
 		return Options{}, fmt.Errorf("mover: invalid options: MaxBackoff %v is below BaseBackoff %v", r.MaxBackoff, r.BaseBackoff)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -21,7 +22,7 @@ import (
 // such files, says so in a warning, and the queue opens with its entries.
 func TestOpenAfterEmptyBadgerFiles(t *testing.T) {
 	for _, files := range [][]string{{"00009.mem"}, {"000009.vlog"}, {"00009.mem", "000009.vlog", "00010.mem"}} {
-		t.Run(files[0], func(t *testing.T) {
+		t.Run(strings.Join(files, "+"), func(t *testing.T) {
 			dir := t.TempDir()
 			db, q := openQueue(t, dir, nil)
 			require.NoError(t, db.Run(context.Background(), func(tx *stm.Tx) error {

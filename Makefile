@@ -2,7 +2,7 @@
 # the engine comparison in bench/.
 GO ?= go
 
-.PHONY: test check minio chromium test386 stress bench bench-compare bench-saga demo demo-saga demo-nats
+.PHONY: test check minio chromium test386 stress bench bench-compare bench-saga bench-mover bench-scrape demo demo-saga demo-nats
 
 # MinIO is installed (built with go install, into .bin/) when missing: the
 # mover, example and stress tests run against a real server. Chromium (the
@@ -39,6 +39,10 @@ check:
 demo:
 	@scripts/demo.sh
 
+# Runs examples/purchase-nats with a NATS server it starts itself.
+demo-nats:
+	$(GO) run ./examples/purchase-nats
+
 # The order saga (price + stock services as local HTTP servers, some sagas
 # compensate, one gets stuck and is resolved).
 demo-saga:
@@ -50,6 +54,18 @@ bench: minio
 	$(GO) test -run '^$$' -bench CommitEnqueue -benchmem -benchtime 20000x -count 5 ./effectqueue/
 	CI=true $(GO) test -run '^$$' -bench 'Put1KiB|CommitToVisible' -benchtime 2000x -count 5 ./mover/s3sink/
 	CI=true $(GO) test -run '^$$' -bench Coalesce -benchtime 1x -count 1 ./mover/s3sink/
+	$(GO) test -run '^$$' -bench Publish -benchmem -benchtime 20000x -count 5 ./mover/natssink/
+
+# The mover against raw clients, rounds interleaved in one run.
+bench-mover: minio
+	CI=true $(GO) test -run '^$$' -bench MoverVsRaw -benchmem -benchtime 1000x -count 1 -v ./mover/s3sink/
+	$(GO) test -run '^$$' -bench NatsSinkVsRaw -benchmem -benchtime 20000x -count 1 -v ./mover/natssink/
+
+# Commit throughput with and without a Prometheus scrape every 100 ms, and
+# the cost of a scrape.
+bench-scrape:
+	$(GO) test -run '^$$' -bench CommitsScrapeWindows -benchmem -benchtime 30x -count 3 ./metrics/
+	$(GO) test -run '^$$' -bench 'Scrape$$|DeadLetterCount' -benchmem -count 5 ./metrics/
 
 # The engine comparison (bench/ is its own module).
 bench-compare:

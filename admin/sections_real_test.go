@@ -27,6 +27,7 @@ type order struct{ SKU string }
 type sagaEnv struct {
 	*env
 	r          *saga.Runner
+	flow       *saga.Flow[order]
 	tokens     *idem.Tokens
 	undoBroken atomic.Bool
 }
@@ -69,6 +70,7 @@ func newSagaEnv(t *testing.T, opts *admin.Options) *sagaEnv {
 	if err := flow.Register(se.r, nil); err != nil {
 		t.Fatal(err)
 	}
+	se.flow = flow
 	if se.m, err = mover.New(se.q, map[string]mover.Sink{saga.Kind: se.r.Sink()}, &mover.Options{Logger: quiet, BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
@@ -245,5 +247,53 @@ func TestIdemSection(t *testing.T) {
 	}
 	if st, _ := se.do("POST", "/api/tokens/forget", `{"scope":"u1","id":"pay-7","scene":"pay"}`, nil, nil); st != 404 {
 		t.Fatalf("second forget: %d", st)
+	}
+}
+
+// TestSagaResolveActions: each action of the API reaches the saga as that
+// action: skip and retry end it compensated, abort ends it aborted with the
+// note as its reason.
+func TestSagaResolveActions(t *testing.T) {
+	se := newSagaEnv(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, id := range []string{"o-2", "o-3"} {
+		if err := se.db.Run(ctx, func(tx *stm.Tx) error { return se.flow.Start(tx, id, order{SKU: "gem"}) }); err != nil {
+			t.Fatal(err)
+		}
+		if info, err := se.r.Wait(ctx, id); err != nil || info.Phase != saga.Stuck {
+			t.Fatalf("%s: %v %v", id, info.Phase, err)
+		}
+	}
+	for _, c := range []struct {
+		id, action string
+		want       saga.Phase
+	}{{"o-1", "skip", saga.Compensated}, {"o-2", "abort", saga.Aborted}, {"o-3", "retry", saga.Stuck}} {
+		body := fmt.Sprintf(`{"action":%q,"note":"ops decided: %s"}`, c.action, c.action)
+		if st, b := se.do("POST", "/api/sagas/saga/"+c.id+"/resolve", body, nil, nil); st != 200 {
+			t.Fatalf("%s %s: %d %s", c.action, c.id, st, b)
+		}
+		// Resolve moved the saga out of Stuck in its transaction, so Wait
+		// returns when it is final or stuck again (the undo is still
+		// broken: a retry gets stuck after a new attempt).
+		info, err := se.r.Wait(ctx, c.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resolvedAt := -1
+		for i, ev := range info.History {
+			if ev.Kind == "resolved" {
+				resolvedAt = i
+			}
+		}
+		if resolvedAt < 0 || c.want == saga.Stuck && info.History[len(info.History)-1].Kind != "stuck" {
+			t.Fatalf("%s %s: history %+v", c.action, c.id, info.History)
+		}
+		if info.Phase != c.want {
+			t.Fatalf("%s %s: phase %s, want %s (history %+v)", c.action, c.id, info.Phase, c.want, info.History)
+		}
+		if c.action == "abort" && !strings.Contains(info.Reason, "ops decided: abort") {
+			t.Fatalf("aborted saga's reason = %q", info.Reason)
+		}
 	}
 }

@@ -384,15 +384,16 @@ func TestPauseResumeAndLanes(t *testing.T) {
 	e.sink.waitDelivered(t, 1) // "up" is not held back by "down"
 
 	var sum admin.QueueSummary
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.After(20 * time.Second)
 	for {
-		<-e.sink.failures // a retry happened; look again
+		select {
+		case <-e.sink.failures: // a retry happened; look again
+		case <-deadline:
+			t.Fatalf("no blocked lane shown: %+v", sum)
+		}
 		e.do("GET", "/api/queues/main", "", nil, &sum)
 		if sum.LanesBlocked == 1 && len(sum.Lanes) > 0 && sum.Lanes[0].Failing && sum.Lanes[0].Attempts >= 1 {
 			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no blocked lane shown: %+v", sum)
 		}
 	}
 	l := sum.Lanes[0]

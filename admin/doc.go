@@ -81,6 +81,9 @@
 //     original order among themselves.
 //   - A batch acts on the dead letters one by one; if one fails, those before
 //     it stay done, and the answer says where it stopped.
+//   - Pausing a mover is not persisted (see mover.Mover.Pause): after a
+//     restart it runs again, unless the application sets
+//     mover.Options.StartPaused.
 //   - The record of actions lives in memory: it is lost on restart (the log
 //     keeps it).
 //   - With a nil Authorize, anyone who reaches the handler can act: mount it

@@ -27,10 +27,11 @@ import (
 //   - The head that readers see advances only after the write (and fsync)
 //     returned, so readers see a gap-free prefix.
 //   - After a failed write nothing more is written: the DB is stopped
-//     (stmx.Stop) before any later Append is refused, so every commit that
-//     the failure catches gets an error of the engine (stm.ErrOutcomeUnknown
-//     for those queued, stm.ErrStopped for those refused), with the
-//     storage's error inside, never the storage's error alone.
+//     (stmx.Stop), Append refuses every later commit with an error wrapping
+//     stm.ErrStopped and the cause, and every commit already queued gets the
+//     write error (Run makes it stm.ErrOutcomeUnknown). So every commit the
+//     failure catches gets an error of the engine, with the storage's error
+//     inside, never the storage's error alone.
 //   - In Async mode a failed write is counted (Stats.AsyncLost), logged, and
 //     stops the DB with the cause: the next Run returns it.
 type writer struct {

@@ -61,6 +61,7 @@ func (t *txn) commit(out *attemptResult) {
 			if t.stagingCommit != nil {
 				c := t.stagingCommit
 				t.stagingCommit = nil
+				db.dur.withdraw(c.Version)
 				t.unstage(c)
 			}
 			if locked {

@@ -74,6 +74,21 @@ func (d *durableState) durable(v uint64) {
 	d.mu.Unlock()
 }
 
+// withdraw forgets version v, appended last, if it is still pending.
+// REQUIRES: db.seqMu held.
+func (d *durableState) withdraw(v uint64) {
+	d.mu.Lock()
+	if n := len(d.mu.pending); n > 0 && d.mu.pending[n-1] == v {
+		d.mu.pending = d.mu.pending[:n-1]
+		if n == 1 {
+			d.oldestPending.Store(math.MaxUint64)
+		}
+		close(d.mu.changed)
+		d.mu.changed = make(chan struct{})
+	}
+	d.mu.Unlock()
+}
+
 // wake wakes every waiter, so that they see that the DB stopped.
 func (d *durableState) wake() {
 	d.mu.Lock()
@@ -180,16 +195,21 @@ func (t *txn) stageLocked(wv uint64) (seam.Waiter, error) {
 			p.Stage(c)
 		}
 	}
+	// Pending before Append: the log may write the commit and report it
+	// durable before Append returns.
+	t.db.dur.appended(wv)
 	w, err := s.l.Append(c)
 	t.stagingCommit = nil
+	if err != nil || w == nil {
+		// Not written, or written without waiting for the disk (an
+		// asynchronous log): readers do not wait for it.
+		t.db.dur.withdraw(wv)
+	}
 	if err != nil {
 		t.unstage(c)
 		return nil, fmt.Errorf("stm: commit: %w", err)
 	}
 	t.staged = t.staged[:0]
-	if w != nil {
-		t.db.dur.appended(wv)
-	}
 	return w, nil
 }
 

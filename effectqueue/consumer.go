@@ -281,9 +281,6 @@ func (q *Queue) OldestAge() time.Duration {
 // DeadLetters returns up to limit dead letters with sequence numbers after
 // after, in order.
 func (q *Queue) DeadLetters(ctx context.Context, after uint64, limit int) ([]DeadLetter, error) {
-	if limit <= 0 {
-		return nil, fmt.Errorf("effectqueue: dead letters: limit is %d, must be positive", limit)
-	}
 	if !q.enter() {
 		return nil, ErrClosed
 	}

@@ -2,7 +2,7 @@
 # the engine comparison in bench/.
 GO ?= go
 
-.PHONY: test check minio chromium test386 stress bench bench-compare bench-saga bench-mover bench-scrape demo demo-saga demo-nats
+.PHONY: test check minio chromium test386 stress bench bench-compare bench-saga bench-mover bench-scrape demo demo-saga demo-nats demo-payment
 
 # MinIO is installed (built with go install, into .bin/) when missing: the
 # mover, example and stress tests run against a real server. Chromium (the
@@ -28,6 +28,7 @@ stress: minio
 	cd stress && CI=true $(GO) test -race -count=1 -timeout 60m -stress.duration=$(STRESS_DURATION)
 	CI=true ZEST_STRESS=1 $(GO) test -race -count=1 -timeout 60m -run 'TestCrashKill9' ./saga/
 	CI=true ZEST_STRESS=1 $(GO) test -race -count=1 -timeout 60m -run 'TestReadersNeverSeeLostValues' ./table/
+	CI=true ZEST_STRESS=1 $(GO) test -race -count=1 -timeout 30m -run 'Crash|Model' ./idem/
 
 # Static checks: formatting and vet, on the library and the bench module.
 check:
@@ -43,6 +44,11 @@ demo:
 demo-nats:
 	$(GO) run ./examples/purchase-nats
 
+# An order payment endpoint with idempotency tokens, against concurrent
+# duplicate requests and a restart.
+demo-payment:
+	$(GO) run ./examples/order-payment
+
 # The order saga (price + stock services as local HTTP servers, some sagas
 # compensate, one gets stuck and is resolved).
 demo-saga:
@@ -55,6 +61,9 @@ bench: minio
 	CI=true $(GO) test -run '^$$' -bench 'Put1KiB|CommitToVisible' -benchtime 2000x -count 5 ./mover/s3sink/
 	CI=true $(GO) test -run '^$$' -bench Coalesce -benchtime 1x -count 1 ./mover/s3sink/
 	$(GO) test -run '^$$' -bench Publish -benchmem -benchtime 20000x -count 5 ./mover/natssink/
+	$(GO) test -run '^$$' -bench 'Payment$$|PaymentInterleaved' -benchmem -benchtime 200000x -count 5 ./idem/
+	$(GO) test -run '^$$' -bench PaymentDurableInterleaved -benchmem -benchtime 300x -count 5 ./idem/
+	$(GO) test -run '^$$' -bench Sweep1M -benchmem -benchtime 1x -count 3 ./idem/
 
 # The mover against raw clients, rounds interleaved in one run.
 bench-mover: minio

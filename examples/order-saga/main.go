@@ -16,6 +16,10 @@
 //
 //	go run ./examples/order-saga            # make demo-saga
 //	go run ./examples/order-saga -n 100 -price-fail-every 3
+//
+// While it runs, the admin page (stuck sagas included) and the Prometheus
+// metrics are served on a free port of 127.0.0.1 (-admin), and their URLs
+// printed; -hold keeps them up after the run.
 package main
 
 import (
@@ -25,12 +29,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/zest-stm/zest/admin"
 	"github.com/zest-stm/zest/effectqueue"
+	"github.com/zest-stm/zest/metrics"
 	"github.com/zest-stm/zest/mover"
 	"github.com/zest-stm/zest/saga"
 	"github.com/zest-stm/zest/stm"
@@ -63,6 +73,10 @@ type Config struct {
 	InitialPrice    int
 	InitialStock    int
 	ResolveWho      string
+	// AdminAddr, when set, is where the admin page and /metrics are served
+	// during the run; Hold keeps them up after it.
+	AdminAddr string
+	Hold      time.Duration
 }
 
 func main() {
@@ -72,6 +86,8 @@ func main() {
 	flag.IntVar(&cfg.OutOfStockEvery, "out-of-stock-every", 4, "every n-th product has no stock: its saga compensates (0: never)")
 	flag.IntVar(&cfg.Stuck, "stuck", 1, "how many compensating sagas meet a price service that cannot restore (stuck, then resolved)")
 	flag.StringVar(&cfg.Dir, "dir", "", "data directory (default: a temporary one)")
+	flag.StringVar(&cfg.AdminAddr, "admin", "127.0.0.1:0", "address of the admin page and /metrics during the run (\"\" for none)")
+	flag.DurationVar(&cfg.Hold, "hold", 0, "keep serving the admin page this long after the run")
 	flag.Parse()
 	if err := run(context.Background(), cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "order-saga:", err)
@@ -145,6 +161,24 @@ func run(ctx context.Context, cfg Config) error {
 	go func() { _ = m.Run(ctx) }()
 	go func() { _ = r.Run(ctx) }()
 	defer m.Shutdown(context.Background())
+	if cfg.AdminAddr != "" {
+		stopAdmin, err := serveAdmin(cfg, db, q, m, r)
+		if err != nil {
+			return err
+		}
+		defer stopAdmin()
+		if cfg.Hold > 0 {
+			defer func() {
+				fmt.Fprintf(cfg.Out, "the admin page stays up for %v\n", cfg.Hold)
+				t := time.NewTimer(cfg.Hold)
+				defer t.Stop()
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+				}
+			}()
+		}
+	}
 
 	// The products and their stock; some have none, and the price service
 	// cannot restore the price of the first -stuck of those.
@@ -356,4 +390,40 @@ func do(hc *http.Client, req *http.Request, out any) error {
 		return json.NewDecoder(resp.Body).Decode(out)
 	}
 	return nil
+}
+
+// serveAdmin serves the admin page, with the stuck sagas, and the
+// Prometheus metrics of this run on cfg.AdminAddr, and prints their URLs.
+func serveAdmin(cfg Config, db *stm.DB, q *effectqueue.Queue, m *mover.Mover, r *saga.Runner) (stop func(), err error) {
+	col, err := metrics.NewCollector(&metrics.Options{
+		DB:     db,
+		Queues: map[string]*effectqueue.Queue{"main": q},
+		Movers: map[string]metrics.Mover{"main": m},
+		Sagas:  metrics.SagaRunners(r),
+	})
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(col); err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/admin/", admin.Handler(&admin.Options{
+		RootPath: "/admin",
+		DB:       db,
+		Queues:   map[string]*effectqueue.Queue{"main": q},
+		Movers:   map[string]*mover.Mover{"main": m},
+		Sections: []admin.Section{admin.SagaSection(r)},
+	}))
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ln, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	base := "http://" + ln.Addr().String()
+	fmt.Fprintf(cfg.Out, "admin page %s/admin/ (zest --url %s/admin sagas stuck), metrics %s/metrics\n", base, base, base)
+	return func() { _ = srv.Close() }, nil
 }

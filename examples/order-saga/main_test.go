@@ -15,7 +15,7 @@ import (
 func TestRun(t *testing.T) {
 	var out bytes.Buffer
 	cfg := Config{N: 16, PriceFailEvery: 3, OutOfStockEvery: 4, Stuck: 2, Dir: t.TempDir(), Out: &out,
-		InitialPrice: 100, InitialStock: 5, ResolveWho: "test"}
+		InitialPrice: 100, InitialStock: 5, ResolveWho: "test", AdminAddr: "127.0.0.1:0"}
 	err := run(context.Background(), cfg)
 	t.Log(out.String())
 	require.NoError(t, err)
@@ -24,4 +24,5 @@ func TestRun(t *testing.T) {
 	require.Equal(t, 2, strings.Count(s, "STUCK "), "two sagas got stuck")
 	require.Equal(t, 2, strings.Count(s, "now compensated"), "and were resolved")
 	require.Contains(t, s, "checked: 12 done and 4 compensated")
+	require.Contains(t, s, "admin page http://127.0.0.1:", "the admin page and metrics were served during the run")
 }

@@ -149,7 +149,7 @@ func TestHooksRunAfterSerialGate(t *testing.T) {
 // (through blockingStage) can block while the commit holds its locks.
 type blockingLog struct {
 	db      *DB
-	panicAt string // "Append": Append panics
+	panicAt string        // "Append": Append panics
 	release chan struct{} // close to let every write through
 	fail    error
 	mu      sync.Mutex

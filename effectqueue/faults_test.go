@@ -180,9 +180,9 @@ func TestCloseRacingCommits(t *testing.T) {
 		})
 		require.NoError(t, <-closed)
 		// Every committed value is durable now: a transaction that reads
-		// them all must not wait (before the fix in pending.Wait, a reader
-		// of the last commit could wait forever when the writer had
-		// reported it durable before stm recorded it).
+		// them all must not wait (a reader of the last commit once waited
+		// forever, when the writer reported it durable before stm had
+		// recorded it as pending).
 		read, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err = db.Run(read, func(tx *stm.Tx) error {
 			tbl.Scan(tx, func(string, int) bool { return true })

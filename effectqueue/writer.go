@@ -54,24 +54,12 @@ type writer struct {
 type pending struct {
 	c    *seam.Commit
 	done chan error
-	db   *stm.DB
 }
 
-// Wait returns once the commit is written, or its write failed.
-//
-// The writer reports each write durable (stmx.Durable) before it releases
-// the waiters, as the seam asks. But stm records a commit as appended only
-// after Append returns, so the writer's report can come first, and then
-// does not cover it: readers of the commit's values would wait for the next
-// write, or forever if none comes (after Close). So the committer, here,
-// reports its own commit durable again, after stm recorded it.
-func (p *pending) Wait() error {
-	err := <-p.done
-	if err == nil {
-		stmx.Durable(p.db, p.c.Version)
-	}
-	return err
-}
+// Wait returns once the commit is written (and reported durable), or its
+// write failed. The writer always ends it: the write lands, fails, or Close
+// drains it.
+func (p *pending) Wait() error { return <-p.done }
 
 func newWriter(q *Queue) *writer {
 	return &writer{q: q, wake: make(chan struct{}, 1), done: make(chan struct{})}
@@ -80,7 +68,7 @@ func newWriter(q *Queue) *writer {
 // Append queues c for the next write.
 // REQUIRES: the DB's commit sequencer (so the queue is in commit order).
 func (w *writer) Append(c *seam.Commit) (seam.Waiter, error) {
-	p := &pending{c: c, done: make(chan error, 1), db: w.q.db}
+	p := &pending{c: c, done: make(chan error, 1)}
 	w.mu.Lock()
 	switch {
 	case w.mu.err != nil:

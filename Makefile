@@ -29,6 +29,7 @@ stress: minio
 	CI=true ZEST_STRESS=1 $(GO) test -race -count=1 -timeout 60m -run 'TestCrashKill9' ./saga/
 	CI=true ZEST_STRESS=1 $(GO) test -race -count=1 -timeout 60m -run 'TestReadersNeverSeeLostValues' ./table/
 	CI=true ZEST_STRESS=1 $(GO) test -race -count=1 -timeout 30m -run 'Crash|Model' ./idem/
+	CI=true ZEST_STRESS=1 $(GO) test -race -count=1 -timeout 30m -run TestCrashLoop ./effectqueue/
 
 # Static checks: formatting and vet, on the library and the bench module.
 check:

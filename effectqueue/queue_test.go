@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/zest-stm/zest/effectqueue"
+	"github.com/zest-stm/zest/internal/testutil"
 	"github.com/zest-stm/zest/stm"
 	"github.com/zest-stm/zest/table"
 )
@@ -70,7 +71,7 @@ func TestAtomicity(t *testing.T) {
 		x, _ := v.Load(tx)
 		if tx.Attempt() == 1 {
 			require.NoError(t, q.Enqueue(tx, effectqueue.Entry{Kind: "k", Payload: []byte("stale")}))
-			require.NoError(t, elsewhere(func() error {
+			require.NoError(t, testutil.Elsewhere(func() error {
 				return db.Run(ctx, func(tx *stm.Tx) error { v.Store(tx, x+1); return nil })
 			}))
 		} else {
@@ -349,13 +350,4 @@ func TestKeysUnderPrefix(t *testing.T) {
 		assert.True(t, k == "app/own" || strings.HasPrefix(k, "game1/q/"), k)
 	}
 	assert.True(t, slices.Contains(keys, "app/own"))
-}
-
-// elsewhere runs fn on another goroutine and waits for it: a body commits
-// another transaction this way to make its own reads stale (a Run nested in
-// the body itself fails with stm.ErrNestedRun).
-func elsewhere(fn func() error) error {
-	done := make(chan error)
-	go func() { done <- fn() }()
-	return <-done
 }

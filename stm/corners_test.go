@@ -14,19 +14,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/zest-stm/zest/internal/seam"
+	"github.com/zest-stm/zest/internal/testutil"
 )
 
 // Regression tests for the corners of issue 10: liveness (nested Run, hooks
 // and waits under the serial gate, contexts in serial waits, panics in the
 // commit path) and the durable watermark. Each failed (hung, or reported the
 // wrong outcome) on the engine before the fix.
-
-// elsewhere runs fn on another goroutine and waits for it.
-func elsewhere(fn func() error) error {
-	done := make(chan error)
-	go func() { done <- fn() }()
-	return <-done
-}
 
 // deadline bounds a test that used to hang: it fails instead of hanging.
 func deadline(t *testing.T) context.Context {
@@ -53,7 +47,7 @@ func escalate(t *testing.T, tx *Tx, db *DB, v *Var[int]) {
 		return
 	}
 	x, _ := v.Load(tx)
-	require.NoError(t, elsewhere(func() error {
+	require.NoError(t, testutil.Elsewhere(func() error {
 		return db.Run(context.Background(), func(tx *Tx) error { v.Store(tx, x+1); return nil })
 	}))
 	v.Store(tx, x) // a write, so that the commit validates the stale read

@@ -60,10 +60,11 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 	}()
 	// leave ends the part of Run that must not be nested, and opens the
 	// serial gate: hooks and waits come after it. When there is nothing to
-	// wait for and no hook to run, Run keeps its slot to the end.
-	leave := func() {
+	// wait for (the log, with waiting set, or a value read) and no hook to
+	// run, Run keeps its slot to the end.
+	leave := func(waiting bool) {
 		t.leaveSerial()
-		if held && (len(t.locals) > 0 || t.maxRead >= db.dur.oldestPending.Load()) {
+		if held && (waiting || len(t.locals) > 0 || t.maxRead >= db.dur.oldestPending.Load()) {
 			held = false
 			db.detach(g, slot)
 		}
@@ -101,7 +102,7 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 			db.stats.rerun(out.conflict)
 			continue
 		case out.panicked:
-			leave()
+			leave(false)
 			db.stats.panics.Add(1)
 			// A decision made on a value that can still be lost is not
 			// reported before that value is durable; a panic goes on
@@ -110,7 +111,7 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 			t.end(tx, false)
 			panic(out.panicValue)
 		case out.err != nil:
-			leave()
+			leave(false)
 			db.stats.rollbacks.Add(1)
 			if err := t.awaitReads(); err != nil {
 				tx.t = nil
@@ -119,11 +120,7 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 			t.end(tx, false)
 			return out.err
 		}
-		if out.waiter != nil && held {
-			held = false
-			db.detach(g, slot)
-		}
-		leave()
+		leave(out.waiter != nil)
 		if out.waiter != nil {
 			if err := out.waiter.Wait(); err != nil {
 				// Applied in memory, not known to be on disk: hooks do not run.

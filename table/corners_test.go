@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/zest-stm/zest/effectqueue"
+	"github.com/zest-stm/zest/internal/testutil"
 	"github.com/zest-stm/zest/stm"
 	"github.com/zest-stm/zest/table"
 )
@@ -25,7 +26,7 @@ import (
 // body waits: the body's reads go stale at a chosen point.
 func commitMeanwhile(t *testing.T, db *stm.DB, fn func(tx *stm.Tx)) {
 	t.Helper()
-	require.NoError(t, elsewhere(func() error {
+	require.NoError(t, testutil.Elsewhere(func() error {
 		return db.Run(context.Background(), func(tx *stm.Tx) error { fn(tx); return nil })
 	}))
 }

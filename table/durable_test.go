@@ -16,11 +16,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/zest-stm/zest/internal/seam"
-	"github.com/zest-stm/zest/internal/stmx"
-
 	"github.com/zest-stm/zest/effectqueue"
 	"github.com/zest-stm/zest/internal/crashtest"
+	"github.com/zest-stm/zest/internal/seam"
+	"github.com/zest-stm/zest/internal/stmx"
+	"github.com/zest-stm/zest/internal/testutil"
 	"github.com/zest-stm/zest/stm"
 	"github.com/zest-stm/zest/table"
 )
@@ -123,7 +123,7 @@ func TestDurableWithQueueAtomic(t *testing.T) {
 		x, _ := v.Load(tx)
 		tb.Put(tx, "alice", 10+tx.Attempt())
 		if tx.Attempt() == 1 {
-			require.NoError(t, elsewhere(func() error {
+			require.NoError(t, testutil.Elsewhere(func() error {
 				return db.Run(ctx, func(tx *stm.Tx) error { v.Store(tx, x+1); return nil })
 			}))
 		}
@@ -347,13 +347,4 @@ func TestDurableBankCrash(t *testing.T) {
 		}
 		t.Logf("round %d: killed after %d acks; %d receipts on disk", round, killAfter, len(items))
 	}
-}
-
-// elsewhere runs fn on another goroutine and waits for it: a body commits
-// another transaction this way to make its own reads stale (a Run nested in
-// the body itself fails with stm.ErrNestedRun).
-func elsewhere(fn func() error) error {
-	done := make(chan error)
-	go func() { done <- fn() }()
-	return <-done
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/zest-stm/zest/internal/testutil"
 	"github.com/zest-stm/zest/stm"
 	"github.com/zest-stm/zest/whilecommit"
 )
@@ -93,7 +94,7 @@ func TestRerunAttemptsDropHooks(t *testing.T) {
 		whilecommit.Do(tx, func() { ran = append(ran, attempt) })
 		whilecommit.OnRollback(tx, func() { ran = append(ran, -attempt) })
 		if attempt < 3 { // make this attempt stale
-			require.NoError(t, elsewhere(func() error {
+			require.NoError(t, testutil.Elsewhere(func() error {
 				return db.Run(context.Background(), func(tx *stm.Tx) error {
 					v.Store(tx, x+1)
 					return nil
@@ -125,7 +126,7 @@ func TestConcurrentHooksExactlyOnce(t *testing.T) {
 					if id%10 == 0 && tx.Attempt() == 1 {
 						// Make this attempt stale for sure, so reruns happen
 						// whatever the scheduling.
-						_ = elsewhere(func() error {
+						_ = testutil.Elsewhere(func() error {
 							return db.Run(context.Background(), func(tx *stm.Tx) error {
 								y, _ := hot.Load(tx)
 								hot.Store(tx, y+1)
@@ -212,13 +213,4 @@ func ExampleOnRollback() {
 		return errors.New("match full")
 	})
 	// Output: rolled back: release the reserved slot
-}
-
-// elsewhere runs fn on another goroutine and waits for it: a body commits
-// another transaction this way to make its own reads stale (a Run nested in
-// the body itself fails with stm.ErrNestedRun).
-func elsewhere(fn func() error) error {
-	done := make(chan error)
-	go func() { done <- fn() }()
-	return <-done
 }

@@ -179,6 +179,9 @@ func TestSagaSettlesToken(t *testing.T) {
 	assert.True(t, replay)
 	_, _, err = e.request(transfer{Scope: "alice", Order: "1", Amount: 51})
 	require.ErrorIs(t, err, idem.ErrMismatch)
+	// Settled is counted by a hook of the saga's end transaction, on the
+	// mover's goroutine: it may trail the end the test saw.
+	waitFor(t, 10*time.Second, func() bool { return e.tokens.Stats().Settled == 2 }, "both settles counted")
 	assert.Equal(t, uint64(2), e.tokens.Stats().Settled)
 	assert.Equal(t, uint64(6), e.tokens.Stats().InProgress)
 }

@@ -8,7 +8,7 @@
 //
 // Both services are real HTTP servers on 127.0.0.1 that the example starts,
 // with failure injection: every -price-fail-every-th price request fails
-// with 503 (retried), every -out-of-stock-every-th product has no stock
+// with 503 (retried; a call fails at most once), every -out-of-stock-every-th product has no stock
 // (compensated), and -stuck of those have a price service that cannot put
 // the old price back (stuck, then repaired and retried from code). At the
 // end the program checks both services and the local table against each
@@ -82,7 +82,7 @@ type Config struct {
 func main() {
 	cfg := Config{Out: os.Stdout, InitialPrice: 100, InitialStock: 5, ResolveWho: "order-saga demo"}
 	flag.IntVar(&cfg.N, "n", 12, "product updates (sagas) to run")
-	flag.IntVar(&cfg.PriceFailEvery, "price-fail-every", 4, "every n-th price request fails with 503 (0: never)")
+	flag.IntVar(&cfg.PriceFailEvery, "price-fail-every", 4, "every n-th price request fails with 503, each call at most once (0: never)")
 	flag.IntVar(&cfg.OutOfStockEvery, "out-of-stock-every", 4, "every n-th product has no stock: its saga compensates (0: never)")
 	flag.IntVar(&cfg.Stuck, "stuck", 1, "how many compensating sagas meet a price service that cannot restore (stuck, then resolved)")
 	flag.StringVar(&cfg.Dir, "dir", "", "data directory (default: a temporary one)")

@@ -20,7 +20,8 @@ type priceService struct {
 	cancelled map[string]bool // forward OpIDs that were restored
 	requests  atomic.Int64
 
-	failEvery    int      // every n-th request fails with 503 (0: never)
+	failEvery    int      // every n-th request fails with 503, each call (OpID) at most once (0: never)
+	failed       sync.Map // OpID → true: a 503 was injected for it already
 	brokenUndo   sync.Map // SKU → true: restores of it fail with 500
 	undoFailures atomic.Int64
 }
@@ -32,7 +33,7 @@ func newPriceService(failEvery int) *priceService {
 func (p *priceService) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /prices/{sku}", func(w http.ResponseWriter, r *http.Request) {
-		if p.flaky(w) {
+		if p.flaky(w, r) {
 			return
 		}
 		sku, op := r.PathValue("sku"), r.Header.Get("Idempotency-Key")
@@ -56,7 +57,7 @@ func (p *priceService) handler() http.Handler {
 		_ = json.NewEncoder(w).Encode(map[string]int{"old": old})
 	})
 	mux.HandleFunc("POST /prices/{sku}/restore", func(w http.ResponseWriter, r *http.Request) {
-		if p.flaky(w) {
+		if p.flaky(w, r) {
 			return
 		}
 		sku := r.PathValue("sku")
@@ -91,9 +92,15 @@ func (p *priceService) handler() http.Handler {
 	return mux
 }
 
-func (p *priceService) flaky(w http.ResponseWriter) bool {
+// flaky injects a 503 into every failEvery-th request, but never twice into
+// the requests of one call (OpID): a retry then succeeds, so the outcome of
+// each saga does not depend on how the concurrent sagas' requests interleave.
+func (p *priceService) flaky(w http.ResponseWriter, r *http.Request) bool {
 	n := p.requests.Add(1)
-	if p.failEvery > 0 && n%int64(p.failEvery) == 0 {
+	if p.failEvery <= 0 || n%int64(p.failEvery) != 0 {
+		return false
+	}
+	if _, again := p.failed.LoadOrStore(r.Header.Get("Idempotency-Key"), true); !again {
 		http.Error(w, "try again", http.StatusServiceUnavailable)
 		return true
 	}

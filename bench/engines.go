@@ -15,6 +15,37 @@ import (
 	"github.com/zest-stm/zest/table"
 )
 
+// engine is one way to run the bank's transfers.
+type engine interface {
+	name() string
+	setup(accounts int) error
+	// transfer moves 1 unit from a to b (a != b).
+	transfer(a, b int) error
+	// reruns returns the number of discarded attempts so far.
+	reruns() uint64
+	// total returns the sum of all balances, to check the run.
+	total() (int64, error)
+	close()
+}
+
+func newEngine(name string) engine {
+	switch name {
+	case "zest":
+		return &zestEngine{}
+	case "tl2-min":
+		return &tl2Engine{}
+	case "anacrolix-stm":
+		return &anacrolixEngine{}
+	case "mutex-map":
+		return &mutexMap{}
+	case "mutex-per-record":
+		return &mutexPerRecord{}
+	case "badger-inmem":
+		return &badgerEngine{}
+	}
+	return nil
+}
+
 // zestEngine: transfers through a zest table.
 type zestEngine struct {
 	db       *stm.DB
@@ -69,6 +100,50 @@ func (z *zestEngine) total() (int64, error) {
 }
 
 func (z *zestEngine) close() { z.db.Close() }
+
+// tl2Engine: transfers through the minimal TL2 of tl2.go, one cell per
+// account in a slice.
+type tl2Engine struct {
+	db    *tl2DB
+	cells []tl2Cell
+}
+
+func (e *tl2Engine) name() string { return "tl2-min" }
+
+func (e *tl2Engine) setup(n int) error {
+	e.db = newTL2DB()
+	e.cells = make([]tl2Cell, n)
+	for i := range e.cells {
+		e.db.initCell(&e.cells[i], initialBalance)
+	}
+	return nil
+}
+
+func (e *tl2Engine) transfer(a, b int) error {
+	return e.db.Run(context.Background(), func(tx *tl2Tx) error {
+		x := tx.Load(&e.cells[a])
+		y := tx.Load(&e.cells[b])
+		tx.Store(&e.cells[a], x-1)
+		tx.Store(&e.cells[b], y+1)
+		return nil
+	})
+}
+
+func (e *tl2Engine) reruns() uint64 { return e.db.reruns.Load() }
+
+func (e *tl2Engine) total() (int64, error) {
+	var s int64
+	err := e.db.Run(context.Background(), func(tx *tl2Tx) error {
+		s = 0
+		for i := range e.cells {
+			s += tx.Load(&e.cells[i])
+		}
+		return nil
+	})
+	return s, err
+}
+
+func (e *tl2Engine) close() { e.cells = nil }
 
 // anacrolixEngine: one anacrolix/stm Var per account.
 type anacrolixEngine struct {

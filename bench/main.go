@@ -1,245 +1,246 @@
-// Command bench compares Zest with other ways to run a bank workload in one
-// process: 2-record transfers over {8, 1024, 1,000,000} accounts from
-// {1, 8, 64} goroutines, for
+// Command bench measures Zest against other ways to run the same
+// transactions in one process, and against the targets of issue 15:
 //
-//   - zest: a transfer through package table;
-//   - anacrolix/stm v0.5.0, the established Go STM;
-//   - one sync.Mutex over a map;
-//   - a sync.Mutex per record, taken in key order;
-//   - Badger in-memory transactions, retried on ErrConflict.
+//   - transfer: a 2-record transfer over 1,024 records, against
+//     anacrolix/stm v0.5.0 (the established Go STM) and tl2-min, a minimal
+//     TL2 behind the same Run(ctx, func(tx) error) shape (tl2.go: the floor
+//     for this API);
+//   - reads: a read-only transaction of 2 Gets out of 1,024 records, against
+//     the same two reads from a map under a sync.RWMutex;
+//   - million: transfers over 1,000,000 records with three key shapes: dense
+//     keys 0..N-1 (anchor: a mutex per record in a slice indexed by key),
+//     random sparse int64 keys like player ids, and string keys (anchor: a
+//     mutex per record found through a Go map);
+//   - bank: transfers over {8, 1024, 1,000,000} accounts from {1, 8, 64}
+//     goroutines for every engine (zest, tl2-min, anacrolix/stm, one mutex
+//     over a map, a mutex per record, Badger in-memory transactions);
+//   - inserts: blind inserts of distinct keys, one per transaction, against
+//     a map under a mutex.
 //
-// Every engine runs in the same process and the same run, so ratios are
-// meaningful on a noisy machine even when absolute numbers are not. Each
-// cell runs -count times for -d each; the median throughput is printed.
+// Every engine of a table runs in the same process in interleaved rounds
+// (see harness.go); a row is the median over the rounds, and a ratio column
+// the median of per-round ratios against the named anchor. Ratios are
+// meaningful on a noisy machine even when absolute numbers are not. Every
+// table states GOMAXPROCS (anacrolix/stm's cost swings with it); -procs runs
+// the selected workloads at several values.
 //
-// ns/tx is wall time per committed transfer (the inverse of throughput),
-// allocs/tx counts heap allocations per transfer, and reruns/commit is the
-// number of discarded attempts per committed transfer.
+// ns/tx is wall time per committed transaction divided by the goroutines'
+// count of transactions (the inverse of throughput), allocs/tx heap
+// allocations per transaction, reruns/commit discarded attempts per
+// committed transaction, and failed the transactions that returned an error
+// (always 0 unless something is broken; the run then exits non-zero).
+//
+// Examples:
+//
+//	go run .                                              # everything, a few minutes on 2 cores
+//	go run . -workload transfer -engines zest,tl2-min -count 5
+//	go run . -workload million -shapes sparse -goroutines 8 -cpuprofile cpu.out
 package main
 
 import (
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
+	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
-// engine is one way to run the workload.
-type engine interface {
-	name() string
-	setup(accounts int) error
-	// transfer moves 1 unit from a to b (a != b).
-	transfer(a, b int) error
-	// reruns returns the number of discarded attempts so far.
-	reruns() uint64
-	// total returns the sum of all balances, to check the run.
-	total() (int64, error)
-	close()
-}
-
 const initialBalance = 1_000_000
 
-type result struct {
-	engine                    string
-	accounts, goroutines      int
-	txPerSec, nsPerTx, allocs float64
-	rerunsPerCommit           float64
-	failed                    uint64
+// config is what the flags select.
+type config struct {
+	w        io.Writer
+	d        time.Duration
+	count    int
+	engines  []string // nil: each workload's own list
+	gors     []int    // nil: each workload's own list
+	accounts []int
+	records  int
+	shapes   []string
 }
 
-func main() {
-	var (
-		dur       = flag.Duration("d", 300*time.Millisecond, "duration of one measurement")
-		count     = flag.Int("count", 3, "measurements per cell; the median is reported")
-		accountsF = flag.String("accounts", "8,1024,1000000", "account counts")
-		gorsF     = flag.String("goroutines", "1,8,64", "goroutine counts")
-		enginesF  = flag.String("engines", "zest,anacrolix-stm,mutex-map,mutex-per-record,badger-inmem", "engines")
-		out       = flag.String("o", "", "also write the markdown table to this file")
-		workloads = flag.String("workload", "bank,reads,inserts", "workloads: bank, reads (read-only transactions vs a RWMutex map), inserts (blind inserts of distinct keys)")
-	)
-	flag.Parse()
-	wl := map[string]bool{}
-	for _, w := range strings.Split(*workloads, ",") {
-		wl[w] = true
+// pick returns the engines of a workload's default list that the -engines
+// flag selects, in the default list's order.
+func (c *config) pick(defaults []string) []string {
+	if c.engines == nil {
+		return defaults
 	}
-	accounts, gors := ints(*accountsF), ints(*gorsF)
-	names := strings.Split(*enginesF, ",")
-	fmt.Printf("GOMAXPROCS=%d, %s per measurement, median of %d\n", runtime.GOMAXPROCS(0), *dur, *count)
-	var results []result
-	if !wl["bank"] {
-		accounts = nil
-	}
-	for _, n := range accounts {
-		for _, name := range names {
-			e := newEngine(name)
-			if e == nil {
-				fmt.Fprintf(os.Stderr, "unknown engine %q\n", name)
-				os.Exit(2)
-			}
-			if err := e.setup(n); err != nil {
-				fmt.Fprintf(os.Stderr, "%s setup: %v\n", name, err)
-				os.Exit(1)
-			}
-			for _, g := range gors {
-				r := measure(e, n, g, *dur, *count)
-				results = append(results, r)
-				fmt.Fprintf(os.Stderr, "%-17s accounts=%-8d goroutines=%-3d %12.0f tx/s\n", name, n, g, r.txPerSec)
-			}
-			if tot, err := e.total(); err != nil || tot != int64(n)*initialBalance {
-				fmt.Fprintf(os.Stderr, "%s: total %d (want %d), err %v\n", name, tot, int64(n)*initialBalance, err)
-				os.Exit(1)
-			}
-			e.close()
-			runtime.GC()
+	var r []string
+	for _, n := range defaults {
+		if slices.Contains(c.engines, n) {
+			r = append(r, n)
 		}
-	}
-	var w io.Writer = os.Stdout
-	if *out != "" {
-		f, err := os.Create(*out)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		defer f.Close()
-		w = io.MultiWriter(os.Stdout, f)
-	}
-	if len(results) > 0 {
-		printTable(w, results)
-	}
-	if wl["reads"] {
-		if err := readsWorkload(w, gors, *dur, *count); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	}
-	if wl["inserts"] {
-		if err := insertsWorkload(w, gors, *dur, *count); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	}
-}
-
-func ints(s string) []int {
-	var r []int
-	for _, f := range strings.Split(s, ",") {
-		var n int
-		if _, err := fmt.Sscan(f, &n); err != nil {
-			fmt.Fprintf(os.Stderr, "bad number %q\n", f)
-			os.Exit(2)
-		}
-		r = append(r, n)
 	}
 	return r
 }
 
-func newEngine(name string) engine {
-	switch name {
-	case "zest":
-		return &zestEngine{}
-	case "anacrolix-stm":
-		return &anacrolixEngine{}
-	case "mutex-map":
-		return &mutexMap{}
-	case "mutex-per-record":
-		return &mutexPerRecord{}
-	case "badger-inmem":
-		return &badgerEngine{}
+func (c *config) goroutines(defaults []int) []int {
+	if c.gors == nil {
+		return defaults
 	}
+	return c.gors
+}
+
+// workload is one kind of table; run measures and prints it.
+type workload struct {
+	name string
+	run  func(c *config) error
+}
+
+var workloads = []workload{
+	{"transfer", transferWorkload},
+	{"reads", readsWorkload},
+	{"million", millionWorkload},
+	{"bank", bankWorkload},
+	{"inserts", insertsWorkload},
+}
+
+// allEngines is every engine name some workload knows.
+var allEngines = []string{"zest", "tl2-min", "anacrolix-stm", "mutex-map", "mutex-per-record", "badger-inmem", "rwmutex-map"}
+
+func main() {
+	var (
+		dur       = flag.Duration("d", 200*time.Millisecond, "duration of one measurement window")
+		count     = flag.Int("count", 5, "interleaved rounds per table cell; medians are reported")
+		workloadF = flag.String("workload", "transfer,reads,million,bank,inserts", "workloads to run: transfer, reads, million, bank, inserts")
+		enginesF  = flag.String("engines", "", "engines to run (default: each workload's own list); one of "+strings.Join(allEngines, ","))
+		gorsF     = flag.String("goroutines", "", "goroutine counts (default: transfer 1; reads and million 1,8; bank and inserts 1,8,64)")
+		procsF    = flag.String("procs", "", "GOMAXPROCS values to run every selected workload at (default: the current value)")
+		accountsF = flag.String("accounts", "8,1024,1000000", "bank: account counts")
+		records   = flag.Int("records", 1_000_000, "million: record count")
+		shapesF   = flag.String("shapes", "dense,sparse,string", "million: key shapes")
+		out       = flag.String("o", "", "also write the markdown tables to this file")
+		cpuprof   = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	)
+	flag.Parse()
+	if err := run(*dur, *count, *workloadF, *enginesF, *gorsF, *procsF, *accountsF, *records, *shapesF, *out, *cpuprof); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(d time.Duration, count int, workloadF, enginesF, gorsF, procsF, accountsF string, records int, shapesF, out, cpuprof string) error {
+	if count < 1 || d <= 0 || records < 2 {
+		return fmt.Errorf("-count, -d and -records must be positive (-records at least 2)")
+	}
+	c := &config{d: d, count: count, records: records, shapes: strings.Split(shapesF, ",")}
+	var err error
+	if c.accounts, err = ints(accountsF); err != nil {
+		return err
+	}
+	if gorsF != "" {
+		if c.gors, err = ints(gorsF); err != nil {
+			return err
+		}
+	}
+	procs := []int{runtime.GOMAXPROCS(0)}
+	if procsF != "" {
+		if procs, err = ints(procsF); err != nil {
+			return err
+		}
+	}
+	if enginesF != "" {
+		c.engines = strings.Split(enginesF, ",")
+		for _, e := range c.engines {
+			if !slices.Contains(allEngines, e) {
+				return fmt.Errorf("unknown engine %q (known: %s)", e, strings.Join(allEngines, ","))
+			}
+		}
+	}
+	for _, s := range c.shapes {
+		if !slices.Contains([]string{"dense", "sparse", "string"}, s) {
+			return fmt.Errorf("unknown key shape %q (known: dense,sparse,string)", s)
+		}
+	}
+	var selected []func(*config) error
+	for _, name := range strings.Split(workloadF, ",") {
+		i := slices.IndexFunc(workloads, func(w workload) bool { return w.name == name })
+		if i < 0 {
+			return fmt.Errorf("unknown workload %q (known: transfer,reads,million,bank,inserts)", name)
+		}
+		selected = append(selected, workloads[i].run)
+	}
+
+	c.w = os.Stdout
+	if out != "" {
+		f, err := os.Create(out)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		c.w = io.MultiWriter(os.Stdout, f)
+	}
+	if cpuprof != "" {
+		f, err := os.Create(cpuprof)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	fmt.Fprintf(c.w, "bench of zest at %s, %s, %s %s/%s, %d CPUs\n",
+		checkout(), time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
+	start := time.Now()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, p := range procs {
+		runtime.GOMAXPROCS(p)
+		for _, wl := range selected {
+			if err := wl(c); err != nil {
+				return err
+			}
+			runtime.GC()
+		}
+	}
+	fmt.Fprintf(os.Stderr, "bench: done in %s\n", time.Since(start).Round(time.Second))
 	return nil
 }
 
-// measure runs the workload count times and returns the median run.
-func measure(e engine, accounts, goroutines int, d time.Duration, count int) result {
-	var runs []result
-	for range count {
-		runs = append(runs, once(e, accounts, goroutines, d))
+// checkout names the zest commit being measured (bench/ replaces the module
+// with the parent directory), marking uncommitted changes.
+func checkout() string {
+	rev, err := exec.Command("git", "-C", "..", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "an unknown commit"
 	}
-	slices.SortFunc(runs, func(a, b result) int {
-		switch {
-		case a.txPerSec < b.txPerSec:
-			return -1
-		case a.txPerSec > b.txPerSec:
-			return 1
-		}
-		return 0
-	})
-	return runs[len(runs)/2]
+	s := strings.TrimSpace(string(rev))
+	if st, err := exec.Command("git", "-C", "..", "status", "--porcelain", "--untracked-files=no", "--", "stm", "table", "internal").Output(); err == nil && len(st) > 0 {
+		s += " + uncommitted changes in stm/, table/ or internal/"
+	}
+	return s
 }
 
-func once(e engine, accounts, goroutines int, d time.Duration) result {
-	var stop atomic.Bool
-	var ops, failed atomic.Uint64
-	var wg sync.WaitGroup
-	var ms0, ms1 runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&ms0)
-	reruns0 := e.reruns()
-	start := time.Now()
-	for g := range goroutines {
-		wg.Go(func() {
-			r := rand.New(rand.NewPCG(uint64(g)+1, uint64(start.UnixNano())))
-			var n uint64
-			for !stop.Load() {
-				a := r.IntN(accounts)
-				b := r.IntN(accounts - 1)
-				if b >= a {
-					b++
-				}
-				if err := e.transfer(a, b); err != nil {
-					failed.Add(1)
-				}
-				n++
-			}
-			ops.Add(n)
-		})
+func ints(s string) ([]int, error) {
+	var r []int
+	for _, f := range strings.Split(s, ",") {
+		var n int
+		if _, err := fmt.Sscan(f, &n); err != nil || n < 1 {
+			return nil, fmt.Errorf("bad number %q", f)
+		}
+		r = append(r, n)
 	}
-	time.Sleep(d) // the measurement window, not synchronisation
-	stop.Store(true)
-	wg.Wait()
-	elapsed := time.Since(start)
-	runtime.ReadMemStats(&ms1)
-	n := float64(ops.Load())
-	return result{
-		engine:          e.name(),
-		accounts:        accounts,
-		goroutines:      goroutines,
-		txPerSec:        n / elapsed.Seconds(),
-		nsPerTx:         float64(elapsed.Nanoseconds()) / n,
-		allocs:          float64(ms1.Mallocs-ms0.Mallocs) / n,
-		rerunsPerCommit: float64(e.reruns()-reruns0) / n,
-		failed:          failed.Load(),
-	}
+	return r, nil
 }
 
-func printTable(w io.Writer, rs []result) {
-	anchor := map[[2]int]float64{}
-	for _, r := range rs {
-		if r.engine == "anacrolix-stm" {
-			anchor[[2]int{r.accounts, r.goroutines}] = r.txPerSec
+// header writes a table's title line; every table states GOMAXPROCS.
+func header(c *config, title string) {
+	fmt.Fprintf(c.w, "\n**%s** (GOMAXPROCS=%d; medians of %d interleaved rounds of %s)\n\n", title, runtime.GOMAXPROCS(0), c.count, c.d)
+}
+
+// failedErr reports transactions that returned an error: a broken engine or
+// an inconsistent read.
+func failedErr(label string, ss []summary) error {
+	for _, s := range ss {
+		if s.failed > 0 {
+			return fmt.Errorf("%s: %s: %d transactions failed", label, s.name, s.failed)
 		}
 	}
-	fmt.Fprintln(w, "| accounts | goroutines | engine | tx/s | ns/tx | allocs/tx | reruns/commit | failed | vs anacrolix/stm |")
-	fmt.Fprintln(w, "|---:|---:|---|---:|---:|---:|---:|---:|---:|")
-	slices.SortStableFunc(rs, func(a, b result) int {
-		if a.accounts != b.accounts {
-			return a.accounts - b.accounts
-		}
-		return a.goroutines - b.goroutines
-	})
-	for _, r := range rs {
-		ratio := "n/a"
-		if a := anchor[[2]int{r.accounts, r.goroutines}]; a > 0 {
-			ratio = fmt.Sprintf("%.1f×", r.txPerSec/a)
-		}
-		fmt.Fprintf(w, "| %d | %d | %s | %.0f | %.0f | %.2f | %.3f | %d | %s |\n",
-			r.accounts, r.goroutines, r.engine, r.txPerSec, r.nsPerTx, r.allocs, r.rerunsPerCommit, r.failed, ratio)
-	}
+	return nil
 }

@@ -2,189 +2,322 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"runtime"
-	"slices"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/zest-stm/zest/stm"
 	"github.com/zest-stm/zest/table"
 )
 
-// The two workloads beside the bank:
-//
-//   - reads: a read-only transaction of two records out of 1,024, against
-//     the same two reads from a map under a sync.RWMutex (the floor for a
-//     consistent read of two values);
-//   - inserts: blind inserts of distinct keys, one per transaction, from
-//     several goroutines, counting reruns per commit (inserts of different
-//     keys must not conflict), against inserts into a map under a mutex.
+// errInconsistent is what a read-only op returns when its two reads did not
+// come from one state.
+var errInconsistent = errors.New("bench: inconsistent read")
 
-type rate struct {
-	name       string
-	goroutines int
-	opsPerSec  float64
-	nsPerOp    float64
-	allocs     float64
-	reruns     float64
-}
-
-// timed runs op from g goroutines for d and measures it. op gets the
-// goroutine's number and a counter it owns.
-func timed(name string, g int, d time.Duration, op func(g, i int), reruns func() uint64) rate {
-	var stop atomic.Bool
-	var ops atomic.Uint64
-	var wg sync.WaitGroup
-	var ms0, ms1 runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&ms0)
-	var r0 uint64
-	if reruns != nil {
-		r0 = reruns()
+// bankContenders sets up the named bank engines over n accounts. The
+// returned function closes them.
+func bankContenders(names []string, n int) ([]*contender, func(), error) {
+	var cs []*contender
+	var es []engine
+	done := func() {
+		for _, e := range es {
+			e.close()
+		}
+		runtime.GC()
 	}
-	start := time.Now()
-	for w := range g {
-		wg.Go(func() {
-			n := 0
-			for !stop.Load() {
-				op(w, n)
-				n++
-			}
-			ops.Add(uint64(n))
+	for _, name := range names {
+		e := newEngine(name)
+		if e == nil {
+			continue // not a bank engine (rwmutex-map)
+		}
+		if err := e.setup(n); err != nil {
+			done()
+			return nil, nil, fmt.Errorf("%s setup: %w", name, err)
+		}
+		es = append(es, e)
+		cs = append(cs, &contender{
+			name: name,
+			op: func(w *worker) error {
+				a, b := w.pair(n)
+				return e.transfer(a, b)
+			},
+			reruns: e.reruns,
+			check: func() error {
+				if tot, err := e.total(); err != nil || tot != int64(n)*initialBalance {
+					return fmt.Errorf("total %d (want %d), err %v", tot, int64(n)*initialBalance, err)
+				}
+				return nil
+			},
 		})
 	}
-	time.Sleep(d) // the measurement window, not synchronisation
-	stop.Store(true)
-	wg.Wait()
-	el := time.Since(start)
-	runtime.ReadMemStats(&ms1)
-	n := float64(ops.Load())
-	r := rate{name: name, goroutines: g, opsPerSec: n / el.Seconds(), nsPerOp: float64(el.Nanoseconds()) / n,
-		allocs: float64(ms1.Mallocs-ms0.Mallocs) / n}
-	if reruns != nil {
-		r.reruns = float64(reruns()-r0) / n
-	}
-	return r
+	return cs, done, nil
 }
 
-func median(rs []rate) rate {
-	slices.SortFunc(rs, func(a, b rate) int {
-		switch {
-		case a.opsPerSec < b.opsPerSec:
-			return -1
-		case a.opsPerSec > b.opsPerSec:
-			return 1
-		}
-		return 0
-	})
-	return rs[len(rs)/2]
-}
-
-// readsWorkload measures read-only transactions of two records.
-func readsWorkload(w io.Writer, gors []int, d time.Duration, count int) error {
-	db, err := stm.Open(nil)
+// transferWorkload: the 2-record transfer over 1,024 records, with the
+// issue's two targets.
+func transferWorkload(c *config) error {
+	const n = 1024
+	cs, done, err := bankContenders(c.pick([]string{"zest", "tl2-min", "anacrolix-stm", "mutex-per-record"}), n)
 	if err != nil {
 		return err
 	}
-	tb, err := table.New[int, int64](db, "accounts")
-	if err != nil {
-		return err
+	defer done()
+	anchors := []string{"tl2-min", "anacrolix-stm"}
+	targets := []target{
+		{engine: "zest", anchor: "anacrolix-stm", maxRatio: 1.0 / 20, text: "≥ 20× anacrolix/stm's throughput at GOMAXPROCS=2"},
+		{engine: "zest", anchor: "tl2-min", maxRatio: 3, text: "≤ 3× tl2-min's time"},
 	}
-	if err := db.Run(context.Background(), func(tx *stm.Tx) error {
-		for i := range 1024 {
-			tb.Put(tx, i, initialBalance)
+	header(c, "Transfer of 2 records out of 1,024")
+	var rows []row
+	var all [][]summary
+	for _, g := range c.goroutines([]int{1}) {
+		ss, err := measureRounds("transfer", cs, g, c.d, c.count, anchors)
+		if err != nil {
+			return err
 		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	var mu sync.RWMutex
-	m := make(map[int]int64, 1024)
-	for i := range 1024 {
-		m[i] = initialBalance
-	}
-	var sink atomic.Int64
-	zest := func(g, i int) {
-		a, b := (i*7+g)&1023, (i*13+g+1)&1023
-		var s int64
-		_ = db.Run(context.Background(), func(tx *stm.Tx) error {
-			x, _ := tb.Get(tx, a)
-			y, _ := tb.Get(tx, b)
-			s = x + y
-			return nil
-		})
-		if s != 2*initialBalance {
-			sink.Add(1)
+		all = append(all, ss)
+		for _, s := range ss {
+			rows = append(rows, row{keys: []string{fmt.Sprint(g)}, s: s})
 		}
 	}
-	rw := func(g, i int) {
-		a, b := (i*7+g)&1023, (i*13+g+1)&1023
-		mu.RLock()
-		s := m[a] + m[b]
-		mu.RUnlock()
-		if s != 2*initialBalance {
-			sink.Add(1)
+	printTable(c.w, []string{"goroutines"}, "tx", anchors, rows)
+	fmt.Fprintln(c.w)
+	for i, g := range c.goroutines([]int{1}) {
+		printTargets(c.w, fmt.Sprintf("goroutines=%d: ", g), targets, all[i])
+		if err := failedErr("transfer", all[i]); err != nil {
+			return err
 		}
-	}
-	fmt.Fprintf(w, "\nRead-only transaction of 2 records out of 1,024 (GOMAXPROCS=%d, median of %d runs of %s, interleaved):\n\n", runtime.GOMAXPROCS(0), count, d)
-	fmt.Fprintln(w, "| goroutines | engine | reads/s (tx/s) | ns/tx | allocs/tx | vs RWMutex map |")
-	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|")
-	for _, g := range gors {
-		var zs, rs []rate
-		for range count {
-			zs = append(zs, timed("zest", g, d, zest, nil))
-			rs = append(rs, timed("rwmutex-map", g, d, rw, nil))
-		}
-		z, r := median(zs), median(rs)
-		fmt.Fprintf(w, "| %d | zest | %.0f | %.0f | %.2f | %.2f× the time |\n", g, z.opsPerSec, z.nsPerOp, z.allocs, r.opsPerSec/z.opsPerSec)
-		fmt.Fprintf(w, "| %d | rwmutex-map | %.0f | %.0f | %.2f | 1.00× |\n", g, r.opsPerSec, r.nsPerOp, r.allocs)
-	}
-	if sink.Load() != 0 {
-		return fmt.Errorf("reads: %d inconsistent sums", sink.Load())
 	}
 	return nil
 }
 
-// insertsWorkload measures blind inserts of distinct keys.
-func insertsWorkload(w io.Writer, gors []int, d time.Duration, count int) error {
-	fmt.Fprintf(w, "\nBlind inserts of distinct keys, one per transaction (GOMAXPROCS=%d, median of %d runs of %s):\n\n", runtime.GOMAXPROCS(0), count, d)
-	fmt.Fprintln(w, "| goroutines | engine | inserts/s | ns/insert | allocs/insert | reruns/commit |")
-	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|")
-	for _, g := range gors {
-		var zs, ms []rate
-		for range count {
+// bankWorkload: every bank engine over each account count.
+func bankWorkload(c *config) error {
+	names := c.pick([]string{"zest", "tl2-min", "anacrolix-stm", "mutex-map", "mutex-per-record", "badger-inmem"})
+	anchors := []string{"anacrolix-stm", "tl2-min"}
+	header(c, "Bank: 2-record transfers, every engine")
+	var rows []row
+	var failed error
+	for _, n := range c.accounts {
+		if n < 2 {
+			return fmt.Errorf("bank: %d accounts: need at least 2", n)
+		}
+		cs, done, err := bankContenders(names, n)
+		if err != nil {
+			return err
+		}
+		for _, g := range c.goroutines([]int{1, 8, 64}) {
+			ss, err := measureRounds(fmt.Sprintf("bank accounts=%d", n), cs, g, c.d, c.count, anchors)
+			if err != nil {
+				done()
+				return err
+			}
+			for _, s := range ss {
+				rows = append(rows, row{keys: []string{fmt.Sprint(n), fmt.Sprint(g)}, s: s})
+			}
+			if err := failedErr("bank", ss); err != nil && failed == nil {
+				failed = err
+			}
+		}
+		done()
+	}
+	printTable(c.w, []string{"accounts", "goroutines"}, "tx", anchors, rows)
+	return failed
+}
+
+// readsWorkload: a read-only transaction of two records out of 1,024,
+// against the same two reads from a map under a sync.RWMutex (the floor for
+// a consistent read of two values).
+func readsWorkload(c *config) error {
+	const n = 1024
+	var cs []*contender
+	var closers []func()
+	defer func() {
+		for _, f := range closers {
+			f()
+		}
+	}()
+	for _, name := range c.pick([]string{"zest", "tl2-min", "rwmutex-map"}) {
+		switch name {
+		case "zest":
 			db, err := stm.Open(nil)
 			if err != nil {
 				return err
 			}
-			tb, err := table.New[int, int64](db, "inserts")
+			closers = append(closers, func() { db.Close() })
+			tb, err := table.New[int, int64](db, "accounts")
 			if err != nil {
 				return err
 			}
-			var failed atomic.Int64
-			zs = append(zs, timed("zest", g, d, func(w, i int) {
-				k := w<<40 | i
-				if db.Run(context.Background(), func(tx *stm.Tx) error { tb.Put(tx, k, 1); return nil }) != nil {
-					failed.Add(1)
+			if err := db.Run(context.Background(), func(tx *stm.Tx) error {
+				for i := range n {
+					tb.Put(tx, i, initialBalance)
 				}
-			}, func() uint64 { return db.Stats().Reruns }))
-			if failed.Load() != 0 {
-				return fmt.Errorf("inserts: %d failed", failed.Load())
+				return nil
+			}); err != nil {
+				return err
 			}
-			var mu sync.Mutex
-			m := map[int]int64{}
-			ms = append(ms, timed("mutex-map", g, d, func(w, i int) {
-				mu.Lock()
-				m[w<<40|i] = 1
-				mu.Unlock()
-			}, nil))
-		}
-		for _, r := range []rate{median(zs), median(ms)} {
-			fmt.Fprintf(w, "| %d | %s | %.0f | %.0f | %.2f | %.4f |\n", g, r.name, r.opsPerSec, r.nsPerOp, r.allocs, r.reruns)
+			cs = append(cs, &contender{
+				name: name,
+				op: func(w *worker) error {
+					a, b := w.pair(n)
+					var s int64
+					if err := db.Run(context.Background(), func(tx *stm.Tx) error {
+						x, _ := tb.Get(tx, a)
+						y, _ := tb.Get(tx, b)
+						s = x + y
+						return nil
+					}); err != nil {
+						return err
+					}
+					if s != 2*initialBalance {
+						return errInconsistent
+					}
+					return nil
+				},
+				reruns: func() uint64 { return db.Stats().Reruns },
+			})
+		case "tl2-min":
+			db := newTL2DB()
+			cells := make([]tl2Cell, n)
+			for i := range cells {
+				db.initCell(&cells[i], initialBalance)
+			}
+			cs = append(cs, &contender{
+				name: name,
+				op: func(w *worker) error {
+					a, b := w.pair(n)
+					var s int64
+					if err := db.Run(context.Background(), func(tx *tl2Tx) error {
+						s = tx.Load(&cells[a]) + tx.Load(&cells[b])
+						return nil
+					}); err != nil {
+						return err
+					}
+					if s != 2*initialBalance {
+						return errInconsistent
+					}
+					return nil
+				},
+				reruns: db.reruns.Load,
+			})
+		case "rwmutex-map":
+			var mu sync.RWMutex
+			m := make(map[int]int64, n)
+			for i := range n {
+				m[i] = initialBalance
+			}
+			cs = append(cs, &contender{
+				name: name,
+				op: func(w *worker) error {
+					a, b := w.pair(n)
+					mu.RLock()
+					s := m[a] + m[b]
+					mu.RUnlock()
+					if s != 2*initialBalance {
+						return errInconsistent
+					}
+					return nil
+				},
+			})
 		}
 	}
+	anchors := []string{"rwmutex-map"}
+	targets := []target{
+		{engine: "zest", anchor: "rwmutex-map", maxRatio: 2, text: "≤ 2× the RWMutex map's time"},
+		{engine: "zest", noAllocs: true, text: "0 allocs"},
+	}
+	header(c, "Read-only transaction of 2 records out of 1,024")
+	var rows []row
+	var all [][]summary
+	gors := c.goroutines([]int{1, 8})
+	for _, g := range gors {
+		ss, err := measureRounds("reads", cs, g, c.d, c.count, anchors)
+		if err != nil {
+			return err
+		}
+		all = append(all, ss)
+		for _, s := range ss {
+			rows = append(rows, row{keys: []string{fmt.Sprint(g)}, s: s})
+		}
+	}
+	printTable(c.w, []string{"goroutines"}, "tx", anchors, rows)
+	fmt.Fprintln(c.w)
+	for i, g := range gors {
+		printTargets(c.w, fmt.Sprintf("goroutines=%d: ", g), targets, all[i])
+		if err := failedErr("reads", all[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// insertsWorkload: blind inserts of distinct keys, one per transaction, from
+// several goroutines (inserts of different keys must not conflict: see
+// reruns/commit), against inserts into a map under a mutex. Every window
+// starts from an empty table.
+func insertsWorkload(c *config) error {
+	var cs []*contender
+	var db *stm.DB
+	defer func() {
+		if db != nil {
+			db.Close()
+		}
+	}()
+	for _, name := range c.pick([]string{"zest", "mutex-map"}) {
+		switch name {
+		case "zest":
+			var tb *table.Table[int, int64]
+			cs = append(cs, &contender{
+				name: name,
+				prepare: func() error {
+					if db != nil {
+						db.Close()
+					}
+					var err error
+					if db, err = stm.Open(nil); err != nil {
+						return err
+					}
+					tb, err = table.New[int, int64](db, "inserts")
+					return err
+				},
+				op: func(w *worker) error {
+					k := w.id<<40 | w.n
+					return db.Run(context.Background(), func(tx *stm.Tx) error { tb.Put(tx, k, 1); return nil })
+				},
+				reruns: func() uint64 { return db.Stats().Reruns },
+			})
+		case "mutex-map":
+			var mu sync.Mutex
+			var m map[int]int64
+			cs = append(cs, &contender{
+				name:    name,
+				prepare: func() error { m = map[int]int64{}; return nil },
+				op: func(w *worker) error {
+					mu.Lock()
+					m[w.id<<40|w.n] = 1
+					mu.Unlock()
+					return nil
+				},
+			})
+		}
+	}
+	anchors := []string{"mutex-map"}
+	header(c, "Blind inserts of distinct keys, one per transaction, into an empty table")
+	var rows []row
+	for _, g := range c.goroutines([]int{1, 8, 64}) {
+		ss, err := measureRounds("inserts", cs, g, c.d, c.count, anchors)
+		if err != nil {
+			return err
+		}
+		if err := failedErr("inserts", ss); err != nil {
+			return err
+		}
+		for _, s := range ss {
+			rows = append(rows, row{keys: []string{fmt.Sprint(g)}, s: s})
+		}
+	}
+	printTable(c.w, []string{"goroutines"}, "insert", anchors, rows)
 	return nil
 }

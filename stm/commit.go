@@ -125,34 +125,15 @@ func (t *txn) commit(out *attemptResult) {
 
 // lockWrites locks every written cell in id order. On failure it releases
 // what it took and returns the cell it could not lock.
+//
+// The order is kept in t.order, indices into the write set, so that sorting
+// moves small integers instead of write entries (whose pointers would cost
+// write barriers), and the write-set index stays valid.
 func (t *txn) lockWrites() *cell {
 	ws := t.writes
-	if len(ws) > 1 {
-		if len(ws) <= 16 {
-			for i := 1; i < len(ws); i++ {
-				for j := i; j > 0 && ws[j].c.id < ws[j-1].c.id; j-- {
-					ws[j], ws[j-1] = ws[j-1], ws[j]
-				}
-			}
-		} else {
-			slices.SortFunc(ws, func(a, b writeEntry) int {
-				if a.c.id < b.c.id {
-					return -1
-				}
-				return 1
-			})
-		}
-		// The sort moved the entries: the index (used only past linearMax
-		// writes; a pooled transaction may keep one from an earlier, bigger
-		// write set) must follow them.
-		if len(ws) > linearMax {
-			for i := range ws {
-				t.index[ws[i].c] = i
-			}
-		}
-	}
-	for i := range ws {
-		c := ws[i].c
+	order := t.sortWrites()
+	for i, k := range order {
+		c := ws[k].c
 		spins := 0
 		for {
 			m := c.meta.Load()
@@ -164,7 +145,7 @@ func (t *txn) lockWrites() *cell {
 			}
 			if m&lockedBit == 0 {
 				if c.meta.CompareAndSwap(m, m|lockedBit) {
-					ws[i].old = m
+					ws[k].old = m
 					break
 				}
 				continue
@@ -182,10 +163,42 @@ func (t *txn) lockWrites() *cell {
 	return nil
 }
 
-// unlockWrites releases the first n locks, restoring their meta words.
+// sortWrites fills t.order with the write set's indices in cell-id order.
+func (t *txn) sortWrites() []int32 {
+	ws := t.writes
+	n := len(ws)
+	order := t.order[:0]
+	for i := range n {
+		order = append(order, int32(i))
+	}
+	t.order = order
+	switch {
+	case n == 2:
+		if ws[1].c.id < ws[0].c.id {
+			order[0], order[1] = 1, 0
+		}
+	case n <= 16:
+		for i := 1; i < n; i++ {
+			for j := i; j > 0 && ws[order[j]].c.id < ws[order[j-1]].c.id; j-- {
+				order[j], order[j-1] = order[j-1], order[j]
+			}
+		}
+	default:
+		slices.SortFunc(order, func(a, b int32) int {
+			if ws[a].c.id < ws[b].c.id {
+				return -1
+			}
+			return 1
+		})
+	}
+	return order
+}
+
+// unlockWrites releases the first n locks taken in lock order, restoring
+// their meta words.
 func (t *txn) unlockWrites(n int) {
-	for i := range t.writes[:n] {
-		t.writes[i].c.meta.Store(t.writes[i].old)
+	for _, k := range t.order[:n] {
+		t.writes[k].c.meta.Store(t.writes[k].old)
 	}
 }
 
@@ -195,7 +208,7 @@ func (t *txn) publish(wv uint64) {
 	for i := range t.writes {
 		w := &t.writes[i]
 		c := w.c
-		if w.del {
+		if w.del() {
 			c.ptr.Store(nil)
 			c.word.Store(0)
 			c.meta.Store(wv << verShift)

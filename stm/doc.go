@@ -55,7 +55,12 @@
 //     writes are not rolled back. Register effects with package whilecommit
 //     (in-process) or package effectqueue (other systems).
 //   - A Tx belongs to one goroutine and is valid only inside its body. A
-//     stale Tx panics with ErrTxDone. Do not call Run from a body (it returns
+//     stale Tx panics with ErrTxDone, and on amd64 and arm64 so does a Tx
+//     used from another goroutine. Handles are lent from a ring of 256 per
+//     pooled transaction state, so that Run allocates nothing: a handle kept
+//     by a goroutine and used by that same goroutine in the 256th, 512th, ...
+//     later body on the same state acts on that running transaction instead
+//     of panicking. (Other platforms take a fresh handle per Run.) Do not call Run from a body (it returns
 //     ErrNestedRun); use Tx.Savepoint, or whilecommit.Do to start a
 //     transaction after the commit. A body that starts a goroutine which
 //     runs a transaction and waits for it may wait for a long time if the

@@ -21,3 +21,7 @@ func getg() uintptr {
 	id, _ := strconv.ParseUint(s, 10, 64)
 	return uintptr(id)
 }
+
+// fastG reports whether getg costs a few instructions, so that every Tx
+// method may check the goroutine.
+const fastG = false

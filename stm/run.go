@@ -46,7 +46,7 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 	held := true // the body slot, and t with it
 	t := db.take(slot)
 	t.ctx = ctx
-	tx := t.newHandle()
+	tx := t.newHandle(g)
 	defer func() {
 		tx.t = nil
 		t.leaveSerial()
@@ -135,7 +135,12 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 			}
 			return err
 		}
-		db.stats.commit(attempt)
+		if attempt == 1 && held && slot >= 0 {
+			c := &db.bodies.slots[slot].commits
+			c.Store(c.Load() + 1)
+		} else {
+			db.stats.commit(attempt)
+		}
 		t.end(tx, true)
 		return nil
 	}

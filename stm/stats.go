@@ -124,7 +124,15 @@ func (db *DB) Stats() Stats {
 	var total uint64
 	for i := range hist {
 		hist[i] = s.attempts[i].Load()
-		total += hist[i]
+	}
+	for i := range db.bodies.slots {
+		hist[1] += db.bodies.slots[i].commits.Load()
+	}
+	if hist[1] > 0 && st.AttemptsMax == 0 {
+		st.AttemptsMax = 1
+	}
+	for _, n := range hist {
+		total += n
 	}
 	st.Commits = total
 	pct := func(p uint64) uint64 {

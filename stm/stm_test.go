@@ -2,6 +2,7 @@ package stm_test
 
 import (
 	"context"
+	"runtime"
 	"errors"
 	"fmt"
 	"sync"
@@ -359,4 +360,58 @@ func ExampleStats() {
 	st := db.Stats()
 	fmt.Println(st.Commits, st.Reruns, st.AttemptsMax)
 	// Output: 1 0 1
+}
+
+// TestTxUsedInLaterBody: a handle kept from one body and used inside the
+// next ones (same goroutine, so the same pooled state) is refused, however
+// many transactions ran in between, up to the ring's blind spot.
+func TestTxUsedInLaterBody(t *testing.T) {
+	db := open(t, nil)
+	v := stm.NewVar(nil, 0)
+	var prev *stm.Tx
+	for i := range 1000 {
+		require.NoError(t, db.Run(context.Background(), func(tx *stm.Tx) error {
+			if prev != nil {
+				func() {
+					defer func() {
+						err, _ := recover().(error)
+						assert.ErrorIs(t, err, stm.ErrTxDone, "run %d", i)
+					}()
+					v.Store(prev, -1)
+				}()
+				assert.ErrorIs(t, prev.Err(), stm.ErrTxDone)
+			}
+			prev = tx
+			x, _ := v.Load(tx)
+			v.Store(tx, x+1)
+			return nil
+		}))
+	}
+	assert.Equal(t, 1000, load(t, db, v))
+}
+
+// TestTxUsedFromAnotherGoroutine: a Tx handed to another goroutine while its
+// body runs is refused there (on amd64 and arm64, where the goroutine check
+// is cheap enough to make on every call).
+func TestTxUsedFromAnotherGoroutine(t *testing.T) {
+	if runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64" {
+		t.Skip("the goroutine check is made on amd64 and arm64 only")
+	}
+	db := open(t, nil)
+	v := stm.NewVar(nil, 0)
+	var got, gotErr error
+	require.NoError(t, db.Run(context.Background(), func(tx *stm.Tx) error {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			defer func() { got, _ = recover().(error) }()
+			gotErr = tx.Err()
+			v.Store(tx, 5)
+		}()
+		<-done
+		return nil
+	}))
+	assert.ErrorIs(t, got, stm.ErrTxDone)
+	assert.ErrorIs(t, gotErr, stm.ErrTxDone)
+	assert.Equal(t, 0, load(t, db, v))
 }

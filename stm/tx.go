@@ -13,15 +13,20 @@ import (
 //
 // A Tx is used by one goroutine, only inside the body it was passed to
 // (including nested Savepoint bodies). Every method panics with an error
-// wrapping ErrTxDone once the body has returned.
+// wrapping ErrTxDone once the body has returned, and when called from
+// another goroutine than the body's (on amd64 and arm64; see the caveat in
+// the package documentation about handle reuse).
 type Tx struct {
 	t *txn
+	// g is the goroutine running the body, where getg is cheap (fastG).
+	g uintptr
 }
 
-// live returns the transaction state, or panics if the body has ended.
+// live returns the transaction state, or panics if the body has ended or
+// tx is used from another goroutine.
 func (tx *Tx) live() *txn {
 	t := tx.t
-	if t == nil {
+	if t == nil || fastG && tx.g != getg() {
 		txDone()
 	}
 	return t
@@ -37,8 +42,8 @@ func txDone() { panic(errTxDone) }
 // body has returned. Packages whose functions return errors check it
 // instead of letting the Tx panic.
 func (tx *Tx) Err() error {
-	if tx == nil || tx.t == nil {
-		return fmt.Errorf("%w: a Tx is valid only inside its body", ErrTxDone)
+	if tx == nil || tx.t == nil || fastG && tx.g != getg() {
+		return errTxDone
 	}
 	return nil
 }
@@ -55,13 +60,23 @@ type readEntry struct {
 	meta uint64 // as read: version and present bit, lock bit clear
 }
 
+// writeEntry is one cell of the write set: 32 bytes, so that appending
+// and clearing the log stays cheap. A delete is written as ptr == delPtr.
 type writeEntry struct {
 	c    *cell
-	word uint64
-	ptr  unsafe.Pointer
-	del  bool
-	old  uint64 // meta before we locked it, during commit
+	ptr  unsafe.Pointer // the new value of a pointer cell, or delPtr
+	word uint64         // the new value of an inline cell
+	old  uint64         // meta before we locked it, during commit
 }
+
+// deleted is the target of delPtr, the ptr of a write entry that deletes.
+var deleted byte
+
+// delPtr marks a write entry as a delete.
+var delPtr = unsafe.Pointer(&deleted)
+
+// del reports whether the entry deletes its cell.
+func (e *writeEntry) del() bool { return e.ptr == delPtr }
 
 // undoEntry restores a write overwritten inside a savepoint.
 type undoEntry struct {
@@ -99,6 +114,7 @@ type txn struct {
 	reads  []readEntry
 	writes []writeEntry
 	index  map[*cell]int // write-set index once it grows past linearMax
+	order  []int32       // the write set in lock order, during commit
 	undo   []undoEntry
 	sps    []savepoint
 
@@ -110,22 +126,44 @@ type txn struct {
 	staged        []seam.Participant
 	stagingCommit *seam.Commit
 
-	// handles is a slab of fresh Tx handles. Each handle serves one Run and
-	// is never reused, so a stale handle always panics; carving them from a
-	// slab makes one allocation serve many transactions.
-	handles []Tx
+	// handles are the Tx handles this state lends to its bodies, in turn
+	// (see newHandle).
+	handles *[handleRing]Tx
+	handleN uint
+	slab    []Tx
 }
 
-// handleSlab is the number of Tx handles allocated at once.
-const handleSlab = 64
+// Tx handles. A handle is valid only while its body runs: Run clears it
+// when the body returns. Where the goroutine identity is cheap (fastG),
+// each transaction state lends handles from a ring of handleRing, so a Run
+// allocates nothing, and every use checks the goroutine: a handle kept past
+// its body fails when used after the body returned or from another
+// goroutine. Its one blind spot is the same goroutine using it in a later
+// body that drew the same handle from the ring (every handleRing-th Run on
+// that state); that use acts on the goroutine's own running transaction.
+// Elsewhere every Run takes a fresh handle, carved from slabs.
+const (
+	handleRing = 256
+	handleSlab = 64
+)
 
-// newHandle returns an unused Tx handle for t.
-func (t *txn) newHandle() *Tx {
-	if len(t.handles) == 0 {
-		t.handles = make([]Tx, handleSlab)
+// newHandle returns the Tx handle for the body about to run on t.
+func (t *txn) newHandle(g uintptr) *Tx {
+	var tx *Tx
+	if fastG {
+		if t.handles == nil {
+			t.handles = new([handleRing]Tx)
+		}
+		tx = &t.handles[t.handleN%handleRing]
+		t.handleN++
+		tx.g = g
+	} else {
+		if len(t.slab) == 0 {
+			t.slab = make([]Tx, handleSlab)
+		}
+		tx = &t.slab[0]
+		t.slab = t.slab[1:]
 	}
-	tx := &t.handles[0]
-	t.handles = t.handles[1:]
 	tx.t = t
 	return tx
 }
@@ -168,6 +206,7 @@ func (t *txn) resetWrites() {
 	}
 	if cap(t.writes) > 1<<16 {
 		t.writes = nil
+		t.order = nil
 	}
 	clear(t.undo)
 	t.undo = t.undo[:0]
@@ -205,7 +244,10 @@ func (t *txn) read(c *cell) (uint64, unsafe.Pointer, bool) {
 	if len(t.writes) > 0 {
 		if i := t.findWrite(c); i >= 0 {
 			e := &t.writes[i]
-			return e.word, unsafe.Pointer(e.ptr), !e.del
+			if e.del() {
+				return 0, nil, false
+			}
+			return e.word, e.ptr, true
 		}
 	}
 	return t.readCommitted(c)
@@ -256,7 +298,7 @@ func (t *txn) readCommitted(c *cell) (uint64, unsafe.Pointer, bool) {
 func (t *txn) present(c *cell) bool {
 	if len(t.writes) > 0 {
 		if i := t.findWrite(c); i >= 0 {
-			return !t.writes[i].del
+			return !t.writes[i].del()
 		}
 	}
 	for i, n := len(t.reads)-1, max(len(t.reads)-recentReads, 0); i >= n; i-- {
@@ -303,7 +345,10 @@ func (t *txn) firstInvalid(owned bool) *cell {
 }
 
 func (t *txn) write(c *cell, w uint64, p unsafe.Pointer, del bool) {
-	e := writeEntry{c: c, word: w, ptr: p, del: del}
+	if del {
+		w, p = 0, delPtr
+	}
+	e := writeEntry{c: c, ptr: p, word: w}
 	if i := t.findWrite(c); i >= 0 {
 		if n := len(t.sps); n > 0 && i < t.sps[n-1].writes {
 			t.undo = append(t.undo, undoEntry{i, t.writes[i]})

@@ -28,6 +28,7 @@ type Collector struct {
 	movers []string
 	dead   map[string]*deadCounter // by queue name
 	d      descs
+	labels labelCache // the label pairs of the series sent so far
 }
 
 var _ prometheus.Collector = (*Collector)(nil)
@@ -70,7 +71,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect reads every source and sends its metrics.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	out := sender{ch}
+	out := &sender{ch: ch, labels: &c.labels}
 	if db := c.opts.DB; db != nil {
 		c.collectDB(out, db)
 	}
@@ -99,7 +100,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 // guard runs fn, which calls a source the application supplied, and turns
 // a panic in it into a failed metric and a log line: a scrape must not
 // bring the process down.
-func (c *Collector) guard(out sender, d *prometheus.Desc, source string, fn func()) {
+func (c *Collector) guard(out *sender, d *prometheus.Desc, source string, fn func()) {
 	defer func() {
 		if r := recover(); r != nil {
 			err := fmt.Errorf("%w: %s: %v", ErrSourcePanicked, source, r)
@@ -110,40 +111,11 @@ func (c *Collector) guard(out sender, d *prometheus.Desc, source string, fn func
 	fn()
 }
 
-// sender builds constant metrics and sends them. A value the client library
-// refuses (a label that is not valid UTF-8, from a table, sink or state
-// name) becomes a failed metric in the scrape instead of a panic.
-type sender struct{ ch chan<- prometheus.Metric }
-
-func (s sender) send(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
-	m, err := prometheus.NewConstMetric(d, t, v, labels...)
-	if err != nil {
-		m = prometheus.NewInvalidMetric(d, err)
-	}
-	s.ch <- m
-}
-
-func (s sender) counter(d *prometheus.Desc, v uint64, labels ...string) {
-	s.send(d, prometheus.CounterValue, float64(v), labels...)
-}
-
-func (s sender) gauge(d *prometheus.Desc, v float64, labels ...string) {
-	s.send(d, prometheus.GaugeValue, v, labels...)
-}
-
-func (s sender) histogram(d *prometheus.Desc, count uint64, sum float64, buckets map[float64]uint64, labels ...string) {
-	m, err := prometheus.NewConstHistogram(d, count, sum, buckets, labels...)
-	if err != nil {
-		m = prometheus.NewInvalidMetric(d, err)
-	}
-	s.ch <- m
-}
-
 // noTable is the "table" label of conflicts on records that belong to no
 // table (stm.Stats.Conflicts[""]).
 const noTable = "(none)"
 
-func (c *Collector) collectDB(out sender, db *stm.DB) {
+func (c *Collector) collectDB(out *sender, db *stm.DB) {
 	st := db.Stats()
 	out.counter(c.d.commits, st.Commits)
 	out.counter(c.d.escalations, st.Escalations)
@@ -170,7 +142,7 @@ func (c *Collector) collectDB(out sender, db *stm.DB) {
 // "stale_read".
 func causeLabel(c stm.Cause) string { return strings.ReplaceAll(c.String(), " ", "_") }
 
-func (c *Collector) collectQueue(ctx context.Context, out sender, name string, q *effectqueue.Queue) {
+func (c *Collector) collectQueue(ctx context.Context, out *sender, name string, q *effectqueue.Queue) {
 	st := q.Stats()
 	out.gauge(c.d.queueDepth, float64(st.Depth), name)
 	out.gauge(c.d.queueOldest, st.OldestAge.Seconds(), name)

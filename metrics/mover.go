@@ -18,7 +18,7 @@ var moverOutcomes = []struct {
 	{"dead_lettered", func(s mover.SinkStats) uint64 { return s.DeadLettered }},
 }
 
-func (c *Collector) collectMover(out sender, name string, m Mover) {
+func (c *Collector) collectMover(out *sender, name string, m Mover) {
 	st := m.Stats()
 	out.gauge(c.d.moverLanesBlocked, float64(st.LanesBlocked), name)
 	out.gauge(c.d.moverInFlight, float64(st.InFlight), name)
@@ -30,25 +30,6 @@ func (c *Collector) collectMover(out sender, name string, m Mover) {
 		for _, o := range moverOutcomes {
 			out.counter(c.d.moverDeliveries, o.value(s), name, sink, o.label)
 		}
-		if h, ok := cumulative(s.Latency); ok {
-			out.histogram(c.d.moverDuration, s.Latency.Count, s.Latency.Sum, h, name, sink)
-		}
+		out.histogram(c.d.moverDuration, s.Latency, name, sink)
 	}
-}
-
-// cumulative turns the mover's per-bucket counts into Prometheus's
-// cumulative buckets (the +Inf bucket is the count). It reports false for a
-// histogram whose shape it does not understand, rather than export a wrong
-// one.
-func cumulative(h mover.Histogram) (map[float64]uint64, bool) {
-	if len(h.Counts) != len(h.Bounds)+1 {
-		return nil, false
-	}
-	buckets := make(map[float64]uint64, len(h.Bounds))
-	var sum uint64
-	for i, b := range h.Bounds {
-		sum += h.Counts[i]
-		buckets[b] = sum
-	}
-	return buckets, true
 }

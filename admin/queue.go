@@ -136,10 +136,10 @@ func (h *handler) addQueueRoutes() {
 	h.add("GET", "queues/{q}/entries/{seq}", h.getEntry)
 	h.add("GET", "queues/{q}/dead", h.listDead)
 	h.add("GET", "queues/{q}/dead/{seq}", h.getDead)
-	h.add("POST", "queues/{q}/dead/{seq}/replay", h.replayOne)
-	h.add("POST", "queues/{q}/dead/{seq}/discard", h.discardOne)
-	h.add("POST", "queues/{q}/dead/replay", h.replayBatch)
-	h.add("POST", "queues/{q}/dead/discard", h.discardBatch)
+	h.add("POST", "queues/{q}/dead/{seq}/replay", h.deadAction("replay", replayDead))
+	h.add("POST", "queues/{q}/dead/{seq}/discard", h.deadAction("discard", discardDead))
+	h.add("POST", "queues/{q}/dead/replay", h.deadBatch("replay", replayDead))
+	h.add("POST", "queues/{q}/dead/discard", h.deadBatch("discard", discardDead))
 	h.add("POST", "queues/{q}/mover/pause", h.pauseMover)
 	h.add("POST", "queues/{q}/mover/resume", h.resumeMover)
 }
@@ -229,22 +229,17 @@ func (h *handler) getQueue(r *Request) (any, error) {
 func (h *handler) summary(ctx context.Context, name string) (QueueSummary, error) {
 	q := h.opts.Queues[name]
 	s := QueueSummary{Name: name, ID: q.ID(), Head: q.Head(), Depth: q.Depth(), OldestAgeSeconds: q.OldestAge().Seconds()}
-	var after uint64
-	for s.DeadLetters < deadCountCap {
-		dl, err := q.DeadLetters(ctx, after, min(1000, deadCountCap-s.DeadLetters))
-		if err != nil {
-			return s, fmt.Errorf("admin: queue %q: listing dead letters: %w", name, err)
-		}
-		s.DeadLetters += len(dl)
-		if len(dl) == 0 {
-			break
-		}
-		after = dl[len(dl)-1].Seq
-	}
-	if s.DeadLetters >= deadCountCap {
-		if more, err := q.DeadLetters(ctx, after, 1); err == nil && len(more) > 0 {
+	// One more than the cap tells whether there are more.
+	err := eachDead(ctx, q, deadPage, deadCountCap+1, func(effectqueue.DeadLetter) bool {
+		if s.DeadLetters == deadCountCap {
 			s.DeadLettersCapped = true
+			return false
 		}
+		s.DeadLetters++
+		return true
+	})
+	if err != nil {
+		return s, fmt.Errorf("admin: queue %q: listing dead letters: %w", name, err)
 	}
 	if m := h.opts.Movers[name]; m != nil {
 		s.Mover = moverSummary(m)
@@ -277,6 +272,16 @@ func summarize(it effectqueue.Item) EntrySummary {
 	return EntrySummary{Seq: it.Seq, Kind: it.Kind, Key: it.Key, Size: len(it.Payload), OpID: it.OpID, Committed: it.Committed}
 }
 
+// pendingSummary summarizes a pending entry with the mover's persisted
+// retry state, if it has failed.
+func pendingSummary(q *effectqueue.Queue, it effectqueue.Item) EntrySummary {
+	s := summarize(it)
+	if rs, err := q.RetryStateOf(it.Seq); err == nil && rs.Attempts > 0 {
+		s.Attempts, s.LastError, s.NextRetry = rs.Attempts, rs.LastError, timePtr(rs.NextAt)
+	}
+	return s
+}
+
 func (h *handler) listEntries(r *Request) (any, error) {
 	name, q, err := h.queue(r)
 	if err != nil {
@@ -296,15 +301,7 @@ func (h *handler) listEntries(r *Request) (any, error) {
 		if filter && it.Key != key[0] {
 			continue
 		}
-		s := summarize(it)
-		if rs, err := q.RetryStateOf(it.Seq); err == nil && rs.Attempts > 0 {
-			s.Attempts, s.LastError = rs.Attempts, rs.LastError
-			if !rs.NextAt.IsZero() {
-				t := rs.NextAt
-				s.NextRetry = &t
-			}
-		}
-		p.Items = append(p.Items, s)
+		p.Items = append(p.Items, pendingSummary(q, it))
 	}
 	if len(items) == limit {
 		p.Next = strconv.FormatUint(items[len(items)-1].Seq, 10)
@@ -394,15 +391,7 @@ func (h *handler) getEntry(r *Request) (any, error) {
 		}
 		return nil, fmt.Errorf("%w: queue %q has no pending entry %d (acked, discarded, replayed, or beyond the head %d)", ErrNotFound, name, seq, q.Head())
 	}
-	s := summarize(*it)
-	if rs, err := q.RetryStateOf(seq); err == nil && rs.Attempts > 0 {
-		s.Attempts, s.LastError = rs.Attempts, rs.LastError
-		if !rs.NextAt.IsZero() {
-			t := rs.NextAt
-			s.NextRetry = &t
-		}
-	}
-	return h.detail(s, "pending", *it, enc), nil
+	return h.detail(pendingSummary(q, *it), "pending", *it, enc), nil
 }
 
 func (h *handler) getDead(r *Request) (any, error) {

@@ -80,6 +80,7 @@
 //   - A handler behind Middleware is a transaction body: it may be called
 //     more than once per request, must not do I/O other than through the Tx,
 //     and its response is sent only after the commit.
-//   - Expiry is checked against Options.Now; a clock that steps back keeps
-//     tokens longer, one that steps forward expires them early.
+//   - Expiry is checked against Options.Now, read once per transaction: all
+//     the calls of one transaction see the same time. A clock that steps
+//     back keeps tokens longer, one that steps forward expires them early.
 package idem

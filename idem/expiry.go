@@ -14,9 +14,10 @@ import (
 // removed since (the sweeper checks each token's own expiry, so the index
 // may hold stale keys; it must never miss a live one).
 //
-// The index is derived, in-memory state. Keys are added by commit hooks
-// (whilecommit.Do), after the token they index is visible, so the sweeper
-// never looks for a token before its transaction committed. A durable
+// The index is derived, in-memory state. Keys are added when the
+// transaction that wrote their token has committed (by its txState's End),
+// after the token is visible, so the sweeper never looks for a token before
+// its transaction committed. A durable
 // Tokens rebuilds it from the loaded tokens when it opens.
 //
 // Rejected design: an index table keyed by (expiry, key) in the same
@@ -27,18 +28,32 @@ type expiryIndex struct {
 
 	mu struct {
 		sync.Mutex
-		buckets map[int64][]string
+		buckets map[int64]*bucket
 		order   bucketHeap // bucket numbers present in buckets
 		n       int        // keys in buckets
+		// last is the bucket added to last, and lastNum its number:
+		// tokens begun together expire together, so most adds go to it
+		// without a map lookup.
+		last    *bucket
+		lastNum int64
 	}
 	// wake has room for one signal: a bucket earlier than the ones the
 	// sweeper knew about was added.
 	wake chan struct{}
 }
 
+// bucket holds its keys in chunks of at most chunkSize, so that a bucket
+// of many keys grows without copying them and keeps little spare room.
+type bucket struct {
+	chunks [][]string
+	n      int
+}
+
+const chunkSize = 128
+
 func newExpiryIndex(width time.Duration) *expiryIndex {
 	ix := &expiryIndex{width: int64(width), wake: make(chan struct{}, 1)}
-	ix.mu.buckets = make(map[int64][]string)
+	ix.mu.buckets = make(map[int64]*bucket)
 	return ix
 }
 
@@ -48,13 +63,19 @@ func (ix *expiryIndex) bucket(expires int64) int64 { return expires / ix.width }
 func (ix *expiryIndex) add(key string, expires int64) {
 	b := ix.bucket(expires)
 	ix.mu.Lock()
-	ks, ok := ix.mu.buckets[b]
+	bk := ix.mu.last
 	earliest := false
-	if !ok {
-		earliest = len(ix.mu.order) == 0 || b < ix.mu.order[0]
-		heap.Push(&ix.mu.order, b)
+	if bk == nil || ix.mu.lastNum != b {
+		bk = ix.mu.buckets[b]
+		if bk == nil {
+			bk = new(bucket)
+			ix.mu.buckets[b] = bk
+			earliest = len(ix.mu.order) == 0 || b < ix.mu.order[0]
+			heap.Push(&ix.mu.order, b)
+		}
+		ix.mu.last, ix.mu.lastNum = bk, b
 	}
-	ix.mu.buckets[b] = append(ks, key)
+	bk.push(key)
 	ix.mu.n++
 	ix.mu.Unlock()
 	if earliest {
@@ -63,6 +84,30 @@ func (ix *expiryIndex) add(key string, expires int64) {
 		default:
 		}
 	}
+}
+
+func (bk *bucket) push(key string) {
+	n := len(bk.chunks)
+	if n == 0 || len(bk.chunks[n-1]) == cap(bk.chunks[n-1]) {
+		// A bucket's first chunk starts small: most buckets of a lightly
+		// used table hold a few keys.
+		size := chunkSize
+		if n == 0 {
+			size = 4
+		} else if c := cap(bk.chunks[n-1]); c < chunkSize {
+			size = 2 * c
+			// Move the keys into the larger chunk, to keep one chunk
+			// while the bucket is small.
+			bk.chunks[n-1] = append(make([]string, 0, size), bk.chunks[n-1]...)
+			bk.chunks[n-1] = append(bk.chunks[n-1], key)
+			bk.n++
+			return
+		}
+		bk.chunks = append(bk.chunks, make([]string, 0, size))
+		n++
+	}
+	bk.chunks[n-1] = append(bk.chunks[n-1], key)
+	bk.n++
 }
 
 // popDue removes up to max keys from the oldest bucket if that bucket is
@@ -77,19 +122,37 @@ func (ix *expiryIndex) popDue(now int64, max int) (b int64, keys []string) {
 	if (b+1)*ix.width > now {
 		return 0, nil
 	}
-	ks := ix.mu.buckets[b]
-	if len(ks) <= max {
+	bk := ix.mu.buckets[b]
+	if len(bk.chunks) == 1 && bk.n <= max {
+		// The whole bucket is one chunk: hand it over as it is.
+		keys = bk.chunks[0]
+	} else {
+		// Take from the end, so that the remaining chunks stay as they
+		// are; copy the keys out because later adds may reuse the tail.
+		keys = make([]string, 0, min(max, bk.n))
+		for len(keys) < max && len(bk.chunks) > 0 {
+			last := len(bk.chunks) - 1
+			c := bk.chunks[last]
+			take := min(len(c), max-len(keys))
+			keys = append(keys, c[len(c)-take:]...)
+			clear(c[len(c)-take:])
+			if take == len(c) {
+				bk.chunks[last] = nil
+				bk.chunks = bk.chunks[:last]
+			} else {
+				bk.chunks[last] = c[:len(c)-take]
+			}
+		}
+	}
+	bk.n -= len(keys)
+	ix.mu.n -= len(keys)
+	if bk.n == 0 {
 		delete(ix.mu.buckets, b)
 		heap.Pop(&ix.mu.order)
-		ix.mu.n -= len(ks)
-		return b, ks
+		if ix.mu.last == bk {
+			ix.mu.last = nil
+		}
 	}
-	// Take from the end, so the bucket's slice keeps its array; copy the
-	// keys out because later adds may reuse the tail.
-	keys = append([]string(nil), ks[len(ks)-max:]...)
-	clear(ks[len(ks)-max:])
-	ix.mu.buckets[b] = ks[:len(ks)-max]
-	ix.mu.n -= max
 	return b, keys
 }
 

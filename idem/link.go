@@ -12,14 +12,18 @@ import (
 // expire. Link fails with ErrBadRef, ErrNotBegun, ErrFinished, or
 // ErrInProgress if the token is already linked.
 func (t *Tokens) Link(tx *stm.Tx, key Key, ref string) error {
-	k, err := t.check(tx, key)
+	s, err := t.state(tx)
+	if err != nil {
+		return err
+	}
+	k, w, err := t.lookup(s, key)
 	if err != nil {
 		return err
 	}
 	if ref == "" || len(ref) > MaxRefSize {
 		return fmt.Errorf("%w: %d bytes, want 1 to %d", ErrBadRef, len(ref), MaxRefSize)
 	}
-	tok, ok := t.get(tx, k, t.opts.Now().UnixNano())
+	tok, ok := t.read(tx, k, w, s.now())
 	switch {
 	case !ok:
 		return fmt.Errorf("%w: key %s", ErrNotBegun, key)
@@ -32,6 +36,7 @@ func (t *Tokens) Link(tx *stm.Tx, key Key, ref string) error {
 	tok.expires = 0
 	tok.set(tok.fingerprint(), ref, "")
 	t.tab.Put(tx, k, tok)
+	s.wrote(key, k, tok, false, noEffect)
 	return nil
 }
 
@@ -42,7 +47,11 @@ func (t *Tokens) Link(tx *stm.Tx, key Key, ref string) error {
 // ErrNotLinked if the token is not linked to ref (forgotten by an operator,
 // or linked to another operation); the caller usually ignores that.
 func (t *Tokens) Settle(tx *stm.Tx, key Key, ref string, result []byte) error {
-	k, err := t.check(tx, key)
+	s, err := t.state(tx)
+	if err != nil {
+		return err
+	}
+	k, w, err := t.lookup(s, key)
 	if err != nil {
 		return err
 	}
@@ -52,14 +61,20 @@ func (t *Tokens) Settle(tx *stm.Tx, key Key, ref string, result []byte) error {
 	if len(result) > t.opts.MaxResultSize {
 		return fmt.Errorf("%w: %d bytes, over MaxResultSize %d", ErrResultTooLarge, len(result), t.opts.MaxResultSize)
 	}
-	tok, ok := t.tab.Get(tx, k)
+	var tok token
+	ok := false
+	if w != nil {
+		tok, ok = w.tok, !w.deleted
+	} else {
+		tok, ok = t.tab.Get(tx, k)
+	}
 	if !ok || tok.state != linked || tok.ref() != ref {
 		return fmt.Errorf("%w: key %s, ref %q", ErrNotLinked, key, ref)
 	}
 	tok.state = done
-	tok.expires = t.opts.Now().Add(t.opts.TTL).UnixNano()
+	tok.expires = s.now() + int64(t.opts.TTL)
 	tok.set(tok.fingerprint(), ref, string(result))
 	t.tab.Put(tx, k, tok)
-	t.indexAtCommit(tx, k, tok.expires, &t.stats.settled)
+	s.wrote(key, k, tok, false, effectSettled)
 	return nil
 }

@@ -36,7 +36,9 @@ type Options struct {
 	// Granularity is the width of the expiry index's time buckets: a token
 	// is removed at most this long after it expired. Default 1 second.
 	Granularity time.Duration
-	// Now is the clock. Default time.Now.
+	// Now is the clock. A transaction reads it once, at its first call of
+	// a transactional method of the Tokens, and all its calls use that
+	// time. Default time.Now.
 	Now func() time.Time
 	// Logger receives the package's logs. Default slog.Default().
 	Logger *slog.Logger

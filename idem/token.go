@@ -88,8 +88,20 @@ func (t *token) set(fp, ref, result string) {
 	t.refLen = uint16(len(ref))
 }
 
-func newToken(st state, fp []byte, now time.Time, ttl time.Duration) token {
-	t := token{state: st, created: unixSeconds(now), expires: now.Add(ttl).UnixNano()}
+// setResult replaces the reference and result with result, keeping the
+// fingerprint.
+func (t *token) setResult(result []byte) {
+	if t.hasFingerprint() {
+		t.data = t.fingerprint() + string(result)
+	} else {
+		t.data = string(result)
+	}
+	t.refLen = 0
+}
+
+// newToken returns a token begun at now (Unix ns) that expires ttl later.
+func newToken(st state, fp []byte, now int64, ttl time.Duration) token {
+	t := token{state: st, created: unixSeconds(now), expires: now + int64(ttl)}
 	if fp != nil {
 		t.flags |= flagFingerprint
 	}
@@ -97,8 +109,8 @@ func newToken(st state, fp []byte, now time.Time, ttl time.Duration) token {
 	return t
 }
 
-func unixSeconds(t time.Time) uint32 {
-	s := t.Unix()
+func unixSeconds(ns int64) uint32 {
+	s := ns / int64(time.Second)
 	if s < 0 {
 		return 0
 	}

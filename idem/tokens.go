@@ -8,7 +8,6 @@ import (
 
 	"github.com/zest-stm/zest/stm"
 	"github.com/zest-stm/zest/table"
-	"github.com/zest-stm/zest/whilecommit"
 )
 
 // Tokens is a table of idempotency tokens on one stm.DB.
@@ -104,15 +103,28 @@ func (t *Tokens) Durable() bool { return t.durable }
 // DB returns the database the tokens live on.
 func (t *Tokens) DB() *stm.DB { return t.db }
 
-// check validates what every transactional method receives.
-func (t *Tokens) check(tx *stm.Tx, key Key) (string, error) {
-	if err := tx.Err(); err != nil {
-		return "", fmt.Errorf("idem: %w", err)
+// lookup resolves key for a call in a transaction that holds s: its table
+// key, and the transaction's latest write of it (nil if it wrote none). A
+// key the transaction did not write is validated and encoded.
+func (t *Tokens) lookup(s *txState, key Key) (string, *tokenWrite, error) {
+	if w := s.find(key); w != nil {
+		return w.k, w, nil
 	}
-	if tx.DB() != t.db {
-		return "", ErrWrongDB
+	k, err := key.encode(t.opts.MaxKeySize)
+	return k, nil, err
+}
+
+// read returns k's token as tx sees it if it is live at now. When the
+// transaction wrote the token (w), that write is the answer and the table
+// is not read again.
+func (t *Tokens) read(tx *stm.Tx, k string, w *tokenWrite, now int64) (token, bool) {
+	if w != nil {
+		if w.deleted || !w.tok.live(now) {
+			return token{}, false
+		}
+		return w.tok, true
 	}
-	return key.encode(t.opts.MaxKeySize)
+	return t.get(tx, k, now)
 }
 
 // get returns k's token if it is live at now.
@@ -141,30 +153,34 @@ func (t *Tokens) get(tx *stm.Tx, k string, now int64) (token, bool) {
 // Two transactions that begin the same key concurrently conflict: one
 // commits and the other reruns and replays its result.
 func (t *Tokens) Begin(tx *stm.Tx, key Key, fingerprint []byte) (result []byte, replay bool, err error) {
-	k, err := t.check(tx, key)
+	s, err := t.state(tx)
+	if err != nil {
+		return nil, false, err
+	}
+	k, w, err := t.lookup(s, key)
 	if err != nil {
 		return nil, false, err
 	}
 	if err := checkFingerprint(fingerprint); err != nil {
 		return nil, false, err
 	}
-	now := t.opts.Now()
-	tok, ok := t.get(tx, k, now.UnixNano())
+	now := s.now()
+	tok, ok := t.read(tx, k, w, now)
 	if !ok {
 		tok = newToken(claimed, fingerprint, now, t.opts.TTL)
 		t.tab.Put(tx, k, tok)
-		t.indexAtCommit(tx, k, tok.expires, &t.stats.begun)
+		s.wrote(key, k, tok, false, effectBegun)
 		return nil, false, nil
 	}
 	if !tok.sameFingerprint(fingerprint) {
-		t.countAtEnd(tx, &t.stats.mismatches)
+		s.count(answerMismatch)
 		return nil, false, fmt.Errorf("%w: key %s", ErrMismatch, key)
 	}
 	if tok.state == linked {
-		t.countAtEnd(tx, &t.stats.inProgress)
+		s.count(answerInProgress)
 		return nil, false, fmt.Errorf("%w: key %s is linked to %q", ErrInProgress, key, tok.ref())
 	}
-	t.countAtEnd(tx, &t.stats.replays)
+	s.count(answerReplay)
 	if r := tok.result(); r != "" {
 		result = []byte(r)
 	}
@@ -178,14 +194,18 @@ func (t *Tokens) Begin(tx *stm.Tx, key Key, fingerprint []byte) (result []byte, 
 // live token, ErrFinished if it already holds a result, and ErrInProgress if
 // it is linked (use Settle). On error nothing is stored.
 func (t *Tokens) Finish(tx *stm.Tx, key Key, result []byte) error {
-	k, err := t.check(tx, key)
+	s, err := t.state(tx)
+	if err != nil {
+		return err
+	}
+	k, w, err := t.lookup(s, key)
 	if err != nil {
 		return err
 	}
 	if len(result) > t.opts.MaxResultSize {
 		return fmt.Errorf("%w: %d bytes, over MaxResultSize %d", ErrResultTooLarge, len(result), t.opts.MaxResultSize)
 	}
-	tok, ok := t.get(tx, k, t.opts.Now().UnixNano())
+	tok, ok := t.read(tx, k, w, s.now())
 	switch {
 	case !ok:
 		return fmt.Errorf("%w: key %s", ErrNotBegun, key)
@@ -195,8 +215,9 @@ func (t *Tokens) Finish(tx *stm.Tx, key Key, result []byte) error {
 		return fmt.Errorf("%w: key %s is linked to %q; settle it instead", ErrInProgress, key, tok.ref())
 	}
 	tok.state = done
-	tok.set(tok.fingerprint(), "", string(result))
+	tok.setResult(result)
 	t.tab.Put(tx, k, tok)
+	s.wrote(key, k, tok, false, noEffect)
 	return nil
 }
 
@@ -205,22 +226,26 @@ func (t *Tokens) Finish(tx *stm.Tx, key Key, result []byte) error {
 // call, while the token lives, returns ErrDuplicate (ErrInProgress if the
 // token is linked). It rolls back with the transaction like Begin.
 func (t *Tokens) Once(tx *stm.Tx, key Key) error {
-	k, err := t.check(tx, key)
+	s, err := t.state(tx)
 	if err != nil {
 		return err
 	}
-	now := t.opts.Now()
-	if tok, ok := t.get(tx, k, now.UnixNano()); ok {
+	k, w, err := t.lookup(s, key)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	if tok, ok := t.read(tx, k, w, now); ok {
 		if tok.state == linked {
-			t.countAtEnd(tx, &t.stats.inProgress)
+			s.count(answerInProgress)
 			return fmt.Errorf("%w: key %s is linked to %q", ErrInProgress, key, tok.ref())
 		}
-		t.countAtEnd(tx, &t.stats.duplicates)
+		s.count(answerDuplicate)
 		return fmt.Errorf("%w: key %s", ErrDuplicate, key)
 	}
 	tok := newToken(done, nil, now, t.opts.TTL)
 	t.tab.Put(tx, k, tok)
-	t.indexAtCommit(tx, k, tok.expires, &t.stats.begun)
+	s.wrote(key, k, tok, false, effectBegun)
 	return nil
 }
 
@@ -228,32 +253,17 @@ func (t *Tokens) Once(tx *stm.Tx, key Key) error {
 // there was one. The next Begin of key runs the operation again. It is for
 // operators (see Discard for the form outside a transaction).
 func (t *Tokens) Forget(tx *stm.Tx, key Key) (bool, error) {
-	k, err := t.check(tx, key)
+	s, err := t.state(tx)
+	if err != nil {
+		return false, err
+	}
+	k, _, err := t.lookup(s, key)
 	if err != nil {
 		return false, err
 	}
 	if !t.tab.Delete(tx, k) {
 		return false, nil
 	}
-	whilecommit.Do(tx, func() {
-		t.stats.forgotten.Add(1)
-		t.opts.Logger.Info("idem: token forgotten", "table", t.name, "key", key.String())
-	})
+	s.wrote(key, k, token{}, true, effectForgotten)
 	return true, nil
-}
-
-// indexAtCommit adds k to the expiry index and counts c once tx commits.
-func (t *Tokens) indexAtCommit(tx *stm.Tx, k string, expires int64, c *atomic.Uint64) {
-	whilecommit.Do(tx, func() {
-		t.ix.add(k, expires)
-		c.Add(1)
-	})
-}
-
-// countAtEnd counts an answer once, when tx ends, whether it commits or
-// rolls back (a body often returns the error it was given).
-func (t *Tokens) countAtEnd(tx *stm.Tx, c *atomic.Uint64) {
-	inc := func() { c.Add(1) }
-	whilecommit.Do(tx, inc)
-	whilecommit.OnRollback(tx, inc)
 }

@@ -32,6 +32,16 @@
 //   - A transaction ended by its context or by the redo limit ran no
 //     complete attempt, so none of its hooks run.
 //
+// # Per-transaction state
+//
+// A package that registers an effect on every call (package idem adds each
+// new token to its expiry index) keeps it in a State instead of a closure
+// per call: Attach returns the attempt's State for a key, creating it on
+// first use; the State follows savepoints through Mark and RollbackTo, and
+// its End runs once with the outcome, before the hooks. Registering hooks
+// and attaching States allocates nothing for the first few of them: the
+// per-transaction record is pooled.
+//
 // # Caveats
 //
 // Hooks are for reliable in-process effects. For a third-party system that

@@ -1,0 +1,5 @@
+//go:build !race
+
+package whilecommit_test
+
+const raceEnabled = false

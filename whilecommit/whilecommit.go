@@ -65,9 +65,9 @@ type hook struct {
 // An attempt that reruns is never ended; its hooks are dropped with it and
 // left to the garbage collector.
 type hooks struct {
-	db *stm.DB
-	c  *counters // db's
-	list []hook // backed by inline until it outgrows it
+	db   *stm.DB
+	c    *counters // db's
+	list []hook    // backed by inline until it outgrows it
 	// states are the attached States, in attach order, with their keys.
 	states []attached
 	// frames record, for each savepoint begun since the hooks were

@@ -27,7 +27,7 @@ func runCommitters(b *testing.B, n int, op func(r *rand.Rand) error) {
 	var wg sync.WaitGroup
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuUsed()
 	for g := range n {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(g), 1))
@@ -41,7 +41,7 @@ func runCommitters(b *testing.B, n int, op func(r *rand.Rand) error) {
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), cpuUsed()-cpu0
 	b.StopTimer()
 	if failed.Load() > 0 {
 		b.Fatalf("%d operations failed", failed.Load())
@@ -51,6 +51,7 @@ func runCommitters(b *testing.B, n int, op func(r *rand.Rand) error) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "commits/s")
 	b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+	b.ReportMetric(float64(cpu.Nanoseconds())/1000/float64(b.N), "cpu-µs/op")
 }
 
 // BenchmarkCommitEnqueue: each transaction updates one of 1,024 records and
@@ -91,6 +92,7 @@ func BenchmarkCommitEnqueue(b *testing.B) {
 				}
 				defer q.Close()
 				recs, _ := table.New[int, int64](db, "records")
+				st0 := q.Stats()
 				runCommitters(b, committers, func(r *rand.Rand) error {
 					k := r.IntN(1024)
 					return db.Run(context.Background(), func(tx *stm.Tx) error {
@@ -99,6 +101,10 @@ func BenchmarkCommitEnqueue(b *testing.B) {
 						return q.Enqueue(tx, effectqueue.Entry{Kind: "s3.put", Key: "bucket/obj", Payload: payload})
 					})
 				})
+				st := q.Stats()
+				if w := st.Writes - st0.Writes; w > 0 {
+					b.ReportMetric(float64(st.Commits-st0.Commits)/float64(w), "commits/write")
+				}
 			})
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,9 +17,24 @@ import (
 // consumer serializes the methods that read and then change the queue's
 // keys (Ack, DeadLetter, Discard, SetRetryState), so that the cursor moves
 // consistently and no two of them race on a key. (The writer only adds keys
-// that none of them reads before they are committed.)
+// that none of them reads before they are committed.) It also holds what
+// lets them decide without reading Badger which entries are pending and
+// which have a retry state.
 type consumer struct {
 	mu sync.Mutex
+	// gone holds the entries above the cursor, up to the head, that were
+	// acked or dead-lettered (out of order). An entry is pending if and
+	// only if it is at or above the cursor, at or below the head, and not
+	// in gone.
+	gone seqSet
+	// retries holds the pending entries that have a retry state.
+	retries map[uint64]struct{}
+}
+
+// pendingLocked reports whether entry seq is pending.
+// REQUIRES: q.cons.mu held.
+func (q *Queue) pendingLocked(seq uint64) bool {
+	return seq >= q.cursor.Load() && seq <= q.head.Load() && !q.cons.gone.has(seq)
 }
 
 // Read returns up to limit committed entries with sequence numbers after
@@ -95,6 +111,12 @@ func (q *Queue) DeadLetter(ctx context.Context, seq uint64, reason string) error
 // remove acks seqs, or dead-letters them if reason is set, in one Badger
 // transaction, and moves the cursor.
 //
+// Which entries are pending, and where the cursor moves, is known in memory
+// (consumer.gone), so an Ack writes blind deletions: it reads only the
+// commit time of the entry the cursor moves to. A dead letter reads the
+// entry, to keep it. Acks are not synced to disk (see Queue.wmu); dead
+// letters are.
+//
 // The backlog (pending, oldest, cursor) stays exact while the writer adds
 // entries: remove reads the head under cons.mu, so that no entry above it
 // was removed yet (removals are serialized by cons.mu and each one only
@@ -117,25 +139,48 @@ func (q *Queue) remove(ctx context.Context, seqs []uint64, reason *string) error
 		}
 	}
 	cursor := q.cursor.Load()
-	var removed int64
-	var newCursor uint64
-	var oldest time.Time
-	moved := false
-	err := q.update(ctx, func(txn *badger.Txn) error {
-		removed, newCursor, oldest, moved = 0, cursor, time.Time{}, false
-		for _, s := range seqs {
+	todo := make([]uint64, 0, len(seqs))
+	for _, s := range seqs {
+		if s >= cursor && !q.cons.gone.has(s) {
+			todo = append(todo, s)
+		}
+	}
+	slices.Sort(todo)
+	todo = slices.Compact(todo)
+	if len(todo) == 0 {
+		if reason != nil {
+			return fmt.Errorf("%w: %d is not pending", ErrNotFound, seqs[0])
+		}
+		return nil
+	}
+	// The cursor moves past the entries removed now and those removed
+	// before, up to the first pending one (or head+1).
+	newCursor := cursor
+	for j := 0; ; {
+		newCursor = q.cons.gone.next(newCursor)
+		for j < len(todo) && todo[j] < newCursor {
+			j++
+		}
+		if j == len(todo) || todo[j] != newCursor {
+			break
+		}
+		newCursor++
+	}
+	write := q.update
+	if reason != nil {
+		write = q.updateDurably
+	}
+	written, err := write(ctx, func(txn *badger.Txn) error {
+		for _, s := range todo {
 			key := seqKey(q.k.entry, s)
-			item, err := txn.Get(key)
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				if reason != nil {
-					return fmt.Errorf("%w: %d is not pending", ErrNotFound, s)
-				}
-				continue
-			}
-			if err != nil {
-				return err
-			}
 			if reason != nil {
+				item, err := txn.Get(key)
+				if errors.Is(err, badger.ErrKeyNotFound) {
+					return fmt.Errorf("%w: entry %d is pending but not stored", ErrCorrupt, s)
+				}
+				if err != nil {
+					return err
+				}
 				b, err := item.ValueCopy(nil)
 				if err != nil {
 					return err
@@ -156,49 +201,63 @@ func (q *Queue) remove(ctx context.Context, seqs []uint64, reason *string) error
 			if err := txn.Delete(key); err != nil {
 				return err
 			}
-			if err := txn.Delete(seqKey(q.k.retry, s)); err != nil {
-				return err
+			if _, ok := q.cons.retries[s]; ok {
+				if err := txn.Delete(seqKey(q.k.retry, s)); err != nil {
+					return err
+				}
 			}
-			removed++
-			moved = moved || s == cursor
 		}
-		if !moved {
+		if newCursor == cursor {
 			return nil
-		}
-		var err error
-		newCursor, oldest, err = q.firstPending(txn, cursor, head)
-		if err != nil {
-			return err
 		}
 		return txn.Set(q.k.cursor, u64b(newCursor))
 	})
+	if written {
+		q.removed(todo, cursor, newCursor, reason != nil)
+	}
 	if err != nil {
 		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) || ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return err
 		}
 		return fmt.Errorf("effectqueue: remove: %w", err)
 	}
+	return nil
+}
+
+// removed records in memory that todo (sorted, pending) were removed and
+// the cursor moved from cursor to newCursor.
+// REQUIRES: q.cons.mu held.
+func (q *Queue) removed(todo []uint64, cursor, newCursor uint64, dead bool) {
+	for _, s := range todo {
+		if s > newCursor {
+			q.cons.gone.add(s)
+		}
+		delete(q.cons.retries, s)
+	}
+	if dead {
+		q.dead.Add(int64(len(todo)))
+	}
 	q.acct.Lock()
 	defer q.acct.Unlock()
-	q.pending.Add(-removed)
-	if !moved {
-		return nil
+	q.pending.Add(-int64(len(todo)))
+	if newCursor == cursor {
+		return
 	}
-	if oldest.IsZero() && q.head.Load() > head {
-		// Every entry up to head is gone; entries after it committed
-		// meanwhile, and the first of them is the oldest pending one.
-		t, err := q.commitTime(head + 1)
-		if err != nil {
-			// Keep the previous (older) time: an age too high rather than 0.
-			q.opts.Logger.Warn("effectqueue: could not read the oldest pending entry's commit time", "seq", head+1, "err", err)
-			q.cursor.Store(newCursor)
-			return nil
-		}
-		oldest = t
-	}
+	q.cons.gone.dropBelow(newCursor)
 	q.cursor.Store(newCursor)
-	q.oldest.Store(unixNano(oldest))
-	return nil
+	if newCursor > q.head.Load() {
+		// Nothing is pending (committed() sets oldest for what comes next).
+		q.oldest.Store(0)
+		return
+	}
+	// newCursor is pending: it is the oldest.
+	t, err := q.commitTime(newCursor)
+	if err != nil {
+		// Keep the previous (older) time: an age too high rather than 0.
+		q.opts.Logger.Warn("effectqueue: could not read the oldest pending entry's commit time", "seq", newCursor, "err", err)
+		return
+	}
+	q.oldest.Store(unixNano(t))
 }
 
 // unixNano returns t in Unix nanoseconds, 0 for the zero time.
@@ -227,32 +286,44 @@ func (q *Queue) commitTime(seq uint64) (time.Time, error) {
 	return t, err
 }
 
-// firstPending finds the first pending entry at or after from, up to head.
-// It returns head+1 (and a zero time) if there is none.
-func (q *Queue) firstPending(txn *badger.Txn, from, head uint64) (uint64, time.Time, error) {
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: q.k.entry})
-	defer it.Close()
-	it.Seek(seqKey(q.k.entry, from))
-	if !it.Valid() {
-		return head + 1, time.Time{}, nil
-	}
-	seq := seqOf(q.k.entry, it.Item().Key())
-	if seq > head {
-		return head + 1, time.Time{}, nil
-	}
-	var t time.Time
-	err := it.Item().Value(func(b []byte) error {
-		r, err := decode(seq, b)
-		t = time.Unix(0, r.Time)
-		return err
-	})
-	return seq, t, err
+// update runs fn in a Badger transaction that need not be durable (acks;
+// see Queue.wmu). It reports whether the write landed.
+func (q *Queue) update(ctx context.Context, fn func(txn *badger.Txn) error) (bool, error) {
+	q.wmu.RLock()
+	defer q.wmu.RUnlock()
+	err := q.retryConflicts(ctx, fn)
+	return err == nil, err
 }
 
-// update runs fn in a Badger transaction, retrying on Badger's conflict
-// error (a consumer transaction can race with the writer's on a Badger that
-// detects conflicts) until ctx ends.
-func (q *Queue) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
+// updateDurably runs fn in a Badger transaction and syncs it to disk. It
+// reports whether the write landed (in memory; the error says whether the
+// sync failed).
+func (q *Queue) updateDurably(ctx context.Context, fn func(txn *badger.Txn) error) (bool, error) {
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
+	if err := q.retryConflicts(ctx, fn); err != nil {
+		return false, err
+	}
+	return true, q.syncLocked()
+}
+
+// syncLocked makes the queue's writes so far durable, unless Badger syncs
+// every write itself.
+// REQUIRES: q.wmu held exclusively.
+func (q *Queue) syncLocked() error {
+	if q.syncWrites {
+		return nil
+	}
+	if err := q.bdb.Sync(); err != nil {
+		return fmt.Errorf("effectqueue: sync: %w", err)
+	}
+	return nil
+}
+
+// retryConflicts runs fn in a Badger transaction, retrying on Badger's
+// conflict error (a consumer transaction can race with the writer's on a
+// Badger that detects conflicts) until ctx ends.
+func (q *Queue) retryConflicts(ctx context.Context, fn func(txn *badger.Txn) error) error {
 	for {
 		err := q.bdb.Update(fn)
 		if !errors.Is(err, badger.ErrConflict) {
@@ -394,9 +465,11 @@ func (q *Queue) Discard(ctx context.Context, seq uint64) error {
 		return ErrClosed
 	}
 	defer q.leave()
+	q.replayMu.Lock() // a Replay of seq removes it too: count it once
+	defer q.replayMu.Unlock()
 	q.cons.mu.Lock()
 	defer q.cons.mu.Unlock()
-	return q.update(ctx, func(txn *badger.Txn) error {
+	written, err := q.updateDurably(ctx, func(txn *badger.Txn) error {
 		key := seqKey(q.k.dead, seq)
 		if _, err := txn.Get(key); errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("%w: %d is not a dead letter", ErrNotFound, seq)
@@ -405,6 +478,10 @@ func (q *Queue) Discard(ctx context.Context, seq uint64) error {
 		}
 		return txn.Delete(key)
 	})
+	if written {
+		q.dead.Add(-1)
+	}
+	return err
 }
 
 // RetryState is a consumer's record of failed deliveries of one entry,
@@ -431,15 +508,16 @@ func (q *Queue) SetRetryState(ctx context.Context, seq uint64, s RetryState) err
 	defer q.leave()
 	q.cons.mu.Lock()
 	defer q.cons.mu.Unlock()
-	return q.update(ctx, func(txn *badger.Txn) error {
-		if _, err := txn.Get(seqKey(q.k.entry, seq)); err != nil {
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				return fmt.Errorf("%w: %d is not pending", ErrNotFound, seq)
-			}
-			return err
-		}
+	if !q.pendingLocked(seq) {
+		return fmt.Errorf("%w: %d is not pending", ErrNotFound, seq)
+	}
+	written, err := q.updateDurably(ctx, func(txn *badger.Txn) error {
 		return txn.Set(seqKey(q.k.retry, seq), b)
 	})
+	if written {
+		q.cons.retries[seq] = struct{}{}
+	}
+	return err
 }
 
 // RetryStateOf returns the retry state of entry seq (zero if none).
@@ -448,7 +526,13 @@ func (q *Queue) RetryStateOf(seq uint64) (RetryState, error) {
 		return RetryState{}, ErrClosed
 	}
 	defer q.leave()
+	q.cons.mu.Lock()
+	_, ok := q.cons.retries[seq]
+	q.cons.mu.Unlock()
 	var s RetryState
+	if !ok {
+		return s, nil
+	}
 	err := q.bdb.View(func(txn *badger.Txn) error {
 		v, err := getValue(txn, seqKey(q.k.retry, seq))
 		if err != nil || v == nil {
@@ -472,9 +556,10 @@ func (q *Queue) SetConsumerState(ctx context.Context, name string, v uint64) err
 		return ErrClosed
 	}
 	defer q.leave()
-	return q.update(ctx, func(txn *badger.Txn) error {
+	_, err := q.updateDurably(ctx, func(txn *badger.Txn) error {
 		return txn.Set(append(append([]byte{}, q.k.consumer...), name...), u64b(v))
 	})
+	return err
 }
 
 // ConsumerState returns the number SetConsumerState stored under name (0 if

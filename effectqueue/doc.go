@@ -53,7 +53,8 @@
 //
 // Read from a position, Wait or Notify for new commits (no polling), Ack
 // what was delivered (idempotent, persisted), DeadLetter what cannot be
-// delivered, with a reason; list, Replay or Discard dead letters. Wait
+// delivered, with a reason; list, Replay or Discard dead letters
+// (DeadLetterCount counts them without a read). Wait
 // returns when there is a pending entry to read after the position, not
 // merely a higher head, so a consumer whose entries were acked meanwhile
 // does not spin. Depth and OldestAge measure the backlog; they read
@@ -61,6 +62,21 @@
 // age of the oldest pending entry, whatever the order of the acks. Stats
 // adds the writer's counters. Acked entries are deleted, and reads seek past
 // them. On a Badger it owns, the queue runs the value-log GC on a timer.
+//
+// # What is synced
+//
+// On a Badger the queue opens (Dir), commits, dead letters, Replay, Discard,
+// retry states and consumer state (the mover's attempt lease) are fsynced
+// before the call returns. Acks are written but not fsynced: an Ack is
+// decided in memory (the queue knows which entries are pending) and costs a
+// blind deletion, and the next durable write syncs it. A kill -9 loses no
+// ack (the page cache has it); a power failure or OS crash can lose the
+// acks written since the last durable write, and those entries are then
+// pending again. They are below the mover's attempt lease, which is
+// durable, so the mover delivers them again as possibly landed and the
+// sink checks what landed first (see package mover): no lost and no
+// duplicated visible effect. Commits are never affected: a commit is
+// fsynced before Run returns, exactly as before.
 //
 // # Caveats
 //

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"github.com/dgraph-io/badger/v4/skl"
 )
 
@@ -35,8 +36,11 @@ type Options struct {
 	Dir string
 	// Badger is a database the caller owns; the queue keeps its keys under
 	// Prefix and does not close it. Value-log GC is left to the owner. If
-	// it was opened without SyncWrites, the queue calls Sync after every
-	// write in Sync mode.
+	// it was opened without SyncWrites, the queue calls Sync after each of
+	// its writes that must be durable (see the package doc); writes of the
+	// owner's own between a queue write and its Sync can then move Badger
+	// to a new memtable whose log alone Sync flushes, so open it with
+	// SyncWrites for the full guarantee after a power failure.
 	Badger *badger.DB
 	// Prefix is prepended to every key of the queue. Default "zq/".
 	Prefix string
@@ -162,12 +166,14 @@ func (o *Options) batchLimits() (size, count int64) {
 }
 
 // badgerOptions returns the options for a Badger the queue owns: sized for
-// a process that embeds it, with SyncWrites on. Badger's conflict detection
+// a process that embeds it, with SyncWrites off (the queue calls Sync after
+// each write that must be durable, see Queue.wmu). Badger's conflict detection
 // is off: the writer only adds new keys, and the queue serializes its own
 // read-modify-write operations (see consumer).
 func (o *Options) badgerOptions() badger.Options {
 	return badger.DefaultOptions(o.Dir).
-		WithSyncWrites(true).
+		// The queue syncs what must be durable itself (see Queue.wmu).
+		WithSyncWrites(false).
 		WithMemTableSize(o.MemTableSize).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
@@ -178,6 +184,12 @@ func (o *Options) badgerOptions() badger.Options {
 		WithValueThreshold(min(1<<20, o.MemTableSize/32)).
 		WithNumCompactors(2).
 		WithDetectConflicts(false).
+		// Entries live briefly: compressing them on flush costs CPU on
+		// every entry and saves disk only for a backlog.
+		WithCompression(options.None).
+		// Badger's expvar metrics cost atomics on every operation; the
+		// queue has its own Stats.
+		WithMetricsEnabled(false).
 		WithLogger(badgerLogger{o.Logger})
 }
 

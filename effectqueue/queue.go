@@ -31,6 +31,9 @@ type Queue struct {
 	k    keys
 	id   string
 	w    *writer
+	// syncWrites says whether Badger syncs every write itself; if not, the
+	// queue calls Sync after each write that must be durable.
+	syncWrites bool
 
 	// next is the next sequence number to assign.
 	// REQUIRES: the DB's commit sequencer (it is used only in Stage and
@@ -61,13 +64,28 @@ type Queue struct {
 	// cursor: every entry below it is acked or dead-lettered.
 	cursor atomic.Uint64
 	acct   sync.Mutex
+	// dead counts the dead letters.
+	dead atomic.Int64
+
+	// wmu orders the queue's Badger writes against the fsyncs that make
+	// them durable. On a Badger the queue owns, writes are not synced by
+	// Badger (SyncWrites off): a write that must be durable (a commit, a
+	// dead letter, retry or consumer state) holds wmu exclusively from its
+	// write to its Sync, and every other write (acks, value-log GC) holds
+	// it shared. So no other write can make Badger switch memtables
+	// between a durable write and its Sync, which syncs only the current
+	// memtable's log. Acks are not synced: a kill -9 loses none of them
+	// (they are in the page cache), a power failure may lose the last ones
+	// since the previous durable write, and those entries are delivered
+	// again, as possibly landed (see DESIGN and package mover).
+	wmu sync.RWMutex
 
 	stats struct {
 		commits, entries, writes, writeErrors, asyncLost atomic.Uint64
 	}
 
-	cons     consumer
-	replayMu sync.Mutex // one Replay at a time, so none enqueues twice
+	cons     consumer   // guards gone and retries
+	replayMu sync.Mutex // one Replay or Discard at a time, so none enqueues twice
 
 	stop chan struct{}
 	bg   sync.WaitGroup
@@ -92,6 +110,7 @@ func Open(db *stm.DB, opts *Options) (*Queue, error) {
 		}
 		q.own = true
 	}
+	q.syncWrites = q.bdb.Opts().SyncWrites
 	if int64(o.MaxEntrySize) > q.bdb.MaxBatchSize()/2 {
 		q.closeBadger()
 		return nil, fmt.Errorf("effectqueue: MaxEntrySize %d is more than half the largest atomic Badger write (%d); raise MemTableSize",
@@ -143,10 +162,11 @@ func (q *Queue) load() error {
 			}
 		}
 		q.head.Store(q.next - 1)
-		// Count what is pending, from the cursor on.
+		// Count what is pending, from the cursor on, and note the entries
+		// removed out of order (the gaps between pending ones).
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: q.k.entry})
 		defer it.Close()
-		first, pending := true, int64(0)
+		first, pending, prev := true, int64(0), uint64(0)
 		for it.Seek(seqKey(q.k.entry, cursor)); it.Valid(); it.Next() {
 			seq := seqOf(q.k.entry, it.Item().Key())
 			if seq >= q.next {
@@ -162,16 +182,46 @@ func (q *Queue) load() error {
 				}); err != nil {
 					return err
 				}
+			} else {
+				q.cons.gone.addRange(prev+1, seq-1)
 			}
+			prev = seq
 			pending++
 		}
 		if first {
 			cursor = q.next
+		} else {
+			q.cons.gone.addRange(prev+1, q.next-1)
 		}
 		q.cursor.Store(cursor)
 		q.pending.Store(pending)
+		it.Close()
+		// The retry states, and how many dead letters there are.
+		q.cons.retries = make(map[uint64]struct{})
+		if err := eachKey(txn, q.k.retry, func(seq uint64) { q.cons.retries[seq] = struct{}{} }); err != nil {
+			return err
+		}
+		var dead int64
+		if err := eachKey(txn, q.k.dead, func(uint64) { dead++ }); err != nil {
+			return err
+		}
+		q.dead.Store(dead)
 		return nil
 	})
+}
+
+// eachKey calls fn with the sequence number of each key under prefix.
+func eachKey(txn *badger.Txn, prefix []byte, fn func(seq uint64)) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		k := it.Item().Key()
+		if len(k) != len(prefix)+8 {
+			return fmt.Errorf("%w: key %q under %q", ErrCorrupt, k, prefix)
+		}
+		fn(seqOf(prefix, k))
+	}
+	return nil
 }
 
 func getValue(txn *badger.Txn, key []byte) ([]byte, error) {
@@ -246,10 +296,18 @@ func (q *Queue) gcLoop() {
 		case <-q.stop:
 			return
 		case <-t.C:
-			for q.bdb.RunValueLogGC(0.5) == nil {
+			for q.valueLogGC() == nil {
 			}
 		}
 	}
+}
+
+// valueLogGC rewrites one value-log file, if one is worth it. Its writes
+// hold q.wmu shared, like acks (see wmu).
+func (q *Queue) valueLogGC() error {
+	q.wmu.RLock()
+	defer q.wmu.RUnlock()
+	return q.bdb.RunValueLogGC(0.5)
 }
 
 // Enqueue adds e to the queue as part of tx. It becomes durable and visible

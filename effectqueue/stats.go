@@ -29,6 +29,9 @@ type Stats struct {
 	// OldestAge is the age of the oldest pending entry (see
 	// Queue.OldestAge).
 	OldestAge time.Duration
+	// DeadLetters is the number of dead letters (see
+	// Queue.DeadLetterCount).
+	DeadLetters int64
 }
 
 // Stats returns the queue's counters and backlog. It takes no lock.
@@ -42,8 +45,14 @@ func (q *Queue) Stats() Stats {
 		Head:        q.head.Load(),
 		Depth:       q.Depth(),
 		OldestAge:   q.OldestAge(),
+		DeadLetters: q.DeadLetterCount(),
 	}
 }
+
+// DeadLetterCount returns the number of dead letters. It is counted once
+// at Open and kept up to date by DeadLetter, Replay and Discard, so it takes
+// no lock and reads nothing: metrics may call it at any rate.
+func (q *Queue) DeadLetterCount() int64 { return q.dead.Load() }
 
 // Err returns nil while the queue writes, or the write error that stopped
 // it (wrapping stm.ErrStopped and Badger's error).

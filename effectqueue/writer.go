@@ -225,6 +225,9 @@ func (w *writer) write(group []*pending) {
 // commit time of the first.
 func (w *writer) writeBatch(batch []*pending) (head uint64, entries int64, first time.Time, err error) {
 	q := w.q
+	var deadGone int64
+	q.wmu.Lock() // from the write to its sync: see Queue.wmu
+	defer q.wmu.Unlock()
 	txn := q.bdb.NewTransaction(true)
 	defer txn.Discard()
 	for _, p := range batch {
@@ -236,6 +239,9 @@ func (w *writer) writeBatch(batch []*pending) (head uint64, entries int64, first
 			}
 			if err != nil {
 				return 0, 0, first, fmt.Errorf("effectqueue: write: %w", err)
+			}
+			if r.Delete && bytes.HasPrefix(r.Key, q.k.dead) {
+				deadGone++ // a Replay
 			}
 			if bytes.HasPrefix(r.Key, q.k.entry) && !r.Delete {
 				if entries == 0 {
@@ -254,10 +260,11 @@ func (w *writer) writeBatch(batch []*pending) (head uint64, entries int64, first
 	if err := txn.Commit(); err != nil {
 		return 0, 0, first, fmt.Errorf("effectqueue: write: %w", err)
 	}
-	if !q.bdb.Opts().SyncWrites {
-		if err := q.bdb.Sync(); err != nil {
-			return 0, 0, first, fmt.Errorf("effectqueue: sync: %w", err)
-		}
+	if err := q.syncLocked(); err != nil {
+		return 0, 0, first, err
+	}
+	if deadGone > 0 {
+		q.dead.Add(-deadGone)
 	}
 	return head, entries, first, nil
 }

@@ -13,7 +13,15 @@
 //     sequence (commit) order. Different keys run in parallel, up to
 //     Options.Concurrency, and a failing key blocks only its own lane.
 //   - An entry is acked only after its sink confirmed it. After a crash the
-//     mover resumes from the queue's persisted state.
+//     mover resumes from the queue's persisted state. Acks are written in
+//     batches and not fsynced (the lease is): a kill -9 loses none, a power
+//     failure can lose the last ones, and those entries, being below the
+//     lease, are delivered again as possibly landed. The acks lost are the
+//     newest ones, so an entry comes back only with every newer entry of
+//     its key: s3sink finds the entry or a newer one of this queue on the
+//     object and writes nothing (or re-applies the older and then the
+//     newer, ending where it was), natssink finds it on the subject's
+//     chain. Nothing visible is lost or duplicated.
 //   - Effectively once. Entries a previous run may have applied (the mover
 //     persists how far it may have gone, a lease, before applying), and
 //     every retry, are delivered with Delivery.MayHaveLanded, so the sink

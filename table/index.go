@@ -24,10 +24,18 @@ type entry[K comparable, V any] struct {
 }
 
 // slots is an open-addressing hash table with linear probing. Each slot is
-// written once, from nil to its entry, so readers probe without locks.
+// written once, from nil to its entry, so readers probe without locks. A
+// slot keeps its entry's hash beside the pointer (stored before it), so a
+// probe that passes other keys' slots reads no entry: at a million records,
+// each entry read is a cache miss.
 type slots[K comparable, V any] struct {
 	mask uint64
-	s    []atomic.Pointer[entry[K, V]]
+	s    []slot[K, V]
+}
+
+type slot[K comparable, V any] struct {
+	hash atomic.Uint64
+	e    atomic.Pointer[entry[K, V]]
 }
 
 // index maps keys to entries. Lookups are lock-free; inserts and rebuilds
@@ -47,7 +55,8 @@ type slots[K comparable, V any] struct {
 // operation is constant.
 type index[K comparable, V any] struct {
 	group *stm.Group
-	hash  func(K) uint64
+	keys  keyKind
+	seed  maphash.Seed
 	tab   atomic.Pointer[slots[K, V]]
 	// rebuilding is set while a rebuild runs (under mu).
 	rebuilding atomic.Bool
@@ -56,25 +65,27 @@ type index[K comparable, V any] struct {
 
 	mu struct {
 		sync.Mutex
-		n int // entries in tab
+		n     int           // entries in tab
+		block []entry[K, V] // entries not yet handed out (see newEntry)
 	}
 }
 
 const minSlots = 64
 
 func newIndex[K comparable, V any](g *stm.Group) *index[K, V] {
-	ix := &index[K, V]{group: g, hash: hasher[K]()}
-	ix.tab.Store(&slots[K, V]{mask: minSlots - 1, s: make([]atomic.Pointer[entry[K, V]], minSlots)})
+	ix := &index[K, V]{group: g, keys: kindOf[K](), seed: maphash.MakeSeed()}
+	ix.tab.Store(&slots[K, V]{mask: minSlots - 1, s: make([]slot[K, V], minSlots)})
 	return ix
 }
 
 func (t *slots[K, V]) find(k K, h uint64) *entry[K, V] {
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
-		e := t.s[i].Load()
+		s := &t.s[i]
+		e := s.e.Load()
 		if e == nil {
 			return nil
 		}
-		if e.hash == h && e.key == k {
+		if s.hash.Load() == h && e.key == k {
 			return e
 		}
 	}
@@ -110,7 +121,8 @@ func (ix *index[K, V]) getOrCreate(k K, h uint64) *entry[K, V] {
 	if (ix.mu.n+1)*2 > len(tab.s) {
 		tab = ix.rebuildLocked(tab, true)
 	}
-	e := &entry[K, V]{key: k, hash: h}
+	e := ix.newEntry()
+	e.key, e.hash = k, h
 	e.v.Init(ix.group)
 	tab.insert(e)
 	ix.mu.n++
@@ -119,11 +131,29 @@ func (ix *index[K, V]) getOrCreate(k K, h uint64) *entry[K, V] {
 
 func (t *slots[K, V]) insert(e *entry[K, V]) {
 	for i := e.hash & t.mask; ; i = (i + 1) & t.mask {
-		if t.s[i].Load() == nil {
-			t.s[i].Store(e)
+		if s := &t.s[i]; s.e.Load() == nil {
+			s.hash.Store(e.hash)
+			s.e.Store(e)
 			return
 		}
 	}
+}
+
+// entryBlock is how many entries newEntry allocates at once: one
+// allocation serves many inserts, and entries inserted together sit
+// together in memory. An entry keeps its whole block alive; a block whose
+// entries were all reclaimed is freed.
+const entryBlock = 32
+
+// newEntry returns a zero entry.
+// REQUIRES: ix.mu held.
+func (ix *index[K, V]) newEntry() *entry[K, V] {
+	if len(ix.mu.block) == 0 {
+		ix.mu.block = make([]entry[K, V], entryBlock)
+	}
+	e := &ix.mu.block[0]
+	ix.mu.block = ix.mu.block[1:]
+	return e
 }
 
 // deletedCommitted records n committed deletes and rebuilds the index if
@@ -156,7 +186,7 @@ func (ix *index[K, V]) rebuildLocked(old *slots[K, V], forInsert bool) *slots[K,
 	defer ix.rebuilding.Store(false)
 	kept := make([]*entry[K, V], 0, ix.mu.n)
 	for i := range old.s {
-		e := old.s[i].Load()
+		e := old.s[i].e.Load()
 		if e == nil {
 			continue
 		}
@@ -174,7 +204,7 @@ func (ix *index[K, V]) rebuildLocked(old *slots[K, V], forInsert bool) *slots[K,
 	if forInsert && n < len(old.s) && (len(kept)+1)*2 > n {
 		n = len(old.s)
 	}
-	tab := &slots[K, V]{mask: uint64(n - 1), s: make([]atomic.Pointer[entry[K, V]], n)}
+	tab := &slots[K, V]{mask: uint64(n - 1), s: make([]slot[K, V], n)}
 	for _, e := range kept {
 		tab.insert(e)
 	}
@@ -194,7 +224,7 @@ func (ix *index[K, V]) each(fn func(*entry[K, V]) bool) {
 	}
 	tab := ix.tab.Load()
 	for i := range tab.s {
-		if e := tab.s[i].Load(); e != nil && !fn(e) {
+		if e := tab.s[i].e.Load(); e != nil && !fn(e) {
 			return
 		}
 	}
@@ -203,29 +233,66 @@ func (ix *index[K, V]) each(fn func(*entry[K, V]) bool) {
 // size returns the number of slots, for tests and benchmarks.
 func (ix *index[K, V]) size() int { return len(ix.tab.Load().s) }
 
-// hasher returns a hash function for K: a fast path for integer and string
-// keys, maphash.Comparable for the rest. Integer keys are read at their own
-// size, so that a 4-byte int on a 32-bit platform hashes its 4 bytes only.
-func hasher[K comparable]() func(K) uint64 {
-	seed := maphash.MakeSeed()
+// keyKind says how an index hashes its keys: integers are read at their
+// own size (a 4-byte int on a 32-bit platform hashes its 4 bytes only) and
+// mixed, strings go through maphash.String, the rest through
+// maphash.Comparable. A switch on it costs less than a call through a
+// function value, and inlines.
+type keyKind uint8
+
+const (
+	keyOther keyKind = iota
+	keyInt8
+	keyInt4
+	keyInt2
+	keyInt1
+	keyString
+)
+
+func kindOf[K comparable]() keyKind {
 	t := reflect.TypeFor[K]()
 	switch t.Kind() {
 	case reflect.Int, reflect.Int64, reflect.Uint, reflect.Uint64, reflect.Uintptr,
 		reflect.Int32, reflect.Uint32, reflect.Int16, reflect.Uint16, reflect.Int8, reflect.Uint8:
 		switch t.Size() {
 		case 8:
-			return func(k K) uint64 { return mix(*(*uint64)(unsafe.Pointer(&k))) }
+			return keyInt8
 		case 4:
-			return func(k K) uint64 { return mix(uint64(*(*uint32)(unsafe.Pointer(&k)))) }
+			return keyInt4
 		case 2:
-			return func(k K) uint64 { return mix(uint64(*(*uint16)(unsafe.Pointer(&k)))) }
+			return keyInt2
 		case 1:
-			return func(k K) uint64 { return mix(uint64(*(*uint8)(unsafe.Pointer(&k)))) }
+			return keyInt1
 		}
 	case reflect.String:
-		return func(k K) uint64 { return maphash.String(seed, *(*string)(unsafe.Pointer(&k))) }
+		return keyString
 	}
-	return func(k K) uint64 { return maphash.Comparable(seed, k) }
+	return keyOther
+}
+
+// hash returns k's hash.
+func (ix *index[K, V]) hash(k K) uint64 {
+	p := unsafe.Pointer(&k)
+	switch ix.keys {
+	case keyInt8:
+		return mix(*(*uint64)(p))
+	case keyInt4:
+		return mix(uint64(*(*uint32)(p)))
+	case keyString:
+		return maphash.String(ix.seed, *(*string)(p))
+	}
+	return ix.hashSlow(k)
+}
+
+func (ix *index[K, V]) hashSlow(k K) uint64 {
+	p := unsafe.Pointer(&k)
+	switch ix.keys {
+	case keyInt2:
+		return mix(uint64(*(*uint16)(p)))
+	case keyInt1:
+		return mix(uint64(*(*uint8)(p)))
+	}
+	return maphash.Comparable(ix.seed, k)
 }
 
 // mix is the splitmix64 finalizer: it spreads integer keys over the table.

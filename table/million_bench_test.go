@@ -80,4 +80,3 @@ func BenchmarkMillion(b *testing.B) {
 		}
 	})
 }
-

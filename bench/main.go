@@ -157,13 +157,13 @@ func run(d time.Duration, count int, workloadF, enginesF, gorsF, procsF, account
 			return fmt.Errorf("unknown key shape %q (known: dense,sparse,string)", s)
 		}
 	}
-	var selected []func(*config) error
+	var selected []workload
 	for _, name := range strings.Split(workloadF, ",") {
 		i := slices.IndexFunc(workloads, func(w workload) bool { return w.name == name })
 		if i < 0 {
 			return fmt.Errorf("unknown workload %q (known: transfer,reads,million,bank,inserts)", name)
 		}
-		selected = append(selected, workloads[i].run)
+		selected = append(selected, workloads[i])
 	}
 
 	c.w = os.Stdout
@@ -192,11 +192,14 @@ func run(d time.Duration, count int, workloadF, enginesF, gorsF, procsF, account
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	for _, p := range procs {
 		runtime.GOMAXPROCS(p)
-		for _, wl := range selected {
-			if err := wl(c); err != nil {
+		for i, wl := range selected {
+			t0, gc0 := time.Now(), gcWait.Load()
+			if err := wl.run(c); err != nil {
 				return err
 			}
 			runtime.GC()
+			fmt.Fprintf(os.Stderr, "bench: %s at GOMAXPROCS=%d took %s (%s of it in forced GCs)\n", selected[i].name, p,
+				time.Since(t0).Round(time.Second), time.Duration(gcWait.Load()-gc0).Round(time.Second))
 		}
 	}
 	fmt.Fprintf(os.Stderr, "bench: done in %s\n", time.Since(start).Round(time.Second))

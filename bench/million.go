@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/zest-stm/zest/stm"
@@ -329,6 +331,7 @@ func millionWorkload(c *config) error {
 	}
 	var results []result
 	for _, shape := range c.shapes {
+		t0 := time.Now()
 		var (
 			cs   []*contender
 			done func()
@@ -345,6 +348,7 @@ func millionWorkload(c *config) error {
 		if err != nil {
 			return fmt.Errorf("million %s: %w", shape, err)
 		}
+		fmt.Fprintf(os.Stderr, "million %s: set up %d records in %s\n", shape, c.records, time.Since(t0).Round(time.Millisecond))
 		for _, g := range c.goroutines([]int{1, 8}) {
 			ss, err := measureRounds("million "+shape, cs, g, c.d, c.count, anchors)
 			if err != nil {
@@ -365,7 +369,8 @@ func millionWorkload(c *config) error {
 		if r.shape == "dense" {
 			t = target{engine: "zest", anchor: "mutex-per-record", maxRatio: 2.5, text: "≤ 2.5× the slice-indexed per-record mutex"}
 		}
-		printTargets(c.w, fmt.Sprintf("%s keys, goroutines=%d: ", r.shape, r.g), []target{t}, r.ss)
+		printTargets(c.w, fmt.Sprintf("%s keys, goroutines=%d: ", r.shape, r.g), []target{t,
+			{engine: "zest", noAllocs: true, text: "no per-Run heap allocation in steady state"}}, r.ss)
 		if err := failedErr("million "+r.shape, r.ss); err != nil {
 			return err
 		}

@@ -67,6 +67,7 @@ func transferWorkload(c *config) error {
 	targets := []target{
 		{engine: "zest", anchor: "anacrolix-stm", maxRatio: 1.0 / 20, text: "≥ 20× anacrolix/stm's throughput at GOMAXPROCS=2"},
 		{engine: "zest", anchor: "tl2-min", maxRatio: 3, text: "≤ 3× tl2-min's time"},
+		{engine: "zest", noAllocs: true, text: "no per-Run heap allocation in steady state"},
 	}
 	header(c, "Transfer of 2 records out of 1,024")
 	var rows []row

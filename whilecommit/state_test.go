@@ -5,6 +5,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -274,5 +278,118 @@ func BenchmarkHooks(b *testing.B) {
 				_ = db.Run(ctx, body)
 			}
 		})
+	}
+}
+
+// TestStateRandomNesting checks States and hooks against a model over
+// random trees of savepoints, some rolling back: a State ends holding
+// exactly the items added outside rolled-back savepoints, Do hooks run for
+// the same ones, and OnRollback hooks run for the items added inside
+// rolled-back savepoints (and for all of them if the transaction rolls
+// back). The seed is printed; WHILECOMMIT_SEED replays one.
+func TestStateRandomNesting(t *testing.T) {
+	seed := rand.Uint64()
+	if s := os.Getenv("WHILECOMMIT_SEED"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		require.NoError(t, err)
+		seed = n
+	}
+	t.Logf("seed %d (WHILECOMMIT_SEED=%d replays it)", seed, seed)
+	r := rand.New(rand.NewPCG(seed, 0))
+	db, _ := stm.Open(nil)
+	names := []string{"a", "b", "c"}
+	for round := range 200 {
+		var log []string
+		var ran []string
+		// The model: items added per name, kept if no enclosing savepoint
+		// rolled back; rolled lists items whose savepoint rolled back.
+		kept := map[string][]string{}
+		var rolled, attachedNames []string
+		next := 0
+		var level func(tx *stm.Tx, depth int) (added map[string][]string, all []string, err error)
+		level = func(tx *stm.Tx, depth int) (map[string][]string, []string, error) {
+			added := map[string][]string{}
+			var all []string
+			for range r.IntN(6) {
+				if depth < 4 && r.IntN(3) == 0 {
+					sub, subAll, err := func() (map[string][]string, []string, error) {
+						var sub map[string][]string
+						var subAll []string
+						err := tx.Savepoint(func(tx *stm.Tx) error {
+							var err error
+							sub, subAll, err = level(tx, depth+1)
+							return err
+						})
+						return sub, subAll, err
+					}()
+					if err != nil {
+						rolled = append(rolled, subAll...)
+						continue
+					}
+					for n, items := range sub {
+						added[n] = append(added[n], items...)
+					}
+					all = append(all, subAll...)
+					continue
+				}
+				name := names[r.IntN(len(names))]
+				item := fmt.Sprint(next)
+				next++
+				if !slices.Contains(attachedNames, name) {
+					attachedNames = append(attachedNames, name)
+				}
+				st := attach(tx, name, &log)
+				st.items = append(st.items, item)
+				whilecommit.Do(tx, func() { ran = append(ran, "do "+item) })
+				whilecommit.OnRollback(tx, func() { ran = append(ran, "undo "+item) })
+				added[name] = append(added[name], item)
+				all = append(all, item)
+			}
+			if depth > 0 && r.IntN(3) == 0 {
+				return nil, all, errFail
+			}
+			return added, all, nil
+		}
+		commit := r.IntN(4) != 0
+		var top []string
+		err := db.Run(context.Background(), func(tx *stm.Tx) error {
+			kept, rolled, attachedNames, next = map[string][]string{}, nil, nil, 0
+			added, all, _ := level(tx, 0)
+			kept, top = added, all
+			if !commit {
+				return errFail
+			}
+			return nil
+		})
+		if commit {
+			require.NoError(t, err)
+		} else {
+			require.ErrorIs(t, err, errFail)
+		}
+		// Each item registered a Do and an OnRollback hook: exactly one of
+		// them runs, once (TestGoldenSequence checks the order).
+		want := map[string]bool{}
+		for _, it := range rolled {
+			want["undo "+it] = true
+		}
+		for _, it := range top {
+			if commit {
+				want["do "+it] = true
+			} else {
+				want["undo "+it] = true
+			}
+		}
+		got := map[string]bool{}
+		for _, h := range ran {
+			require.False(t, got[h], "seed %d round %d: %s ran twice", seed, round, h)
+			got[h] = true
+		}
+		require.Equal(t, want, got, "seed %d round %d: hooks", seed, round)
+		// One End per State attached, in attach order, each holding the
+		// items added outside rolled-back savepoints.
+		require.Len(t, log, len(attachedNames), "seed %d round %d: States ended", seed, round)
+		for i, name := range attachedNames {
+			require.Equal(t, fmt.Sprintf("%s %v %v", name, commit, kept[name]), log[i], "seed %d round %d", seed, round)
+		}
 	}
 }

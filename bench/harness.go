@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"math/bits"
 	"math/rand/v2"
 	"os"
@@ -22,7 +23,10 @@ import (
 // the previous one left garbage (see garbageSlack). A
 // row reports the median of each metric over the rounds, and each ratio is
 // the median of the per-round ratios (engine's ns/op ÷ anchor's ns/op in the
-// same round).
+// same round), for wall time and for the process's CPU time. Targets are
+// judged on wall time; on a loaded machine the CPU-time ratio of a
+// 1-goroutine row is the steadier one (time other processes take from the
+// window inflates wall time, not CPU time).
 
 // contender is one engine in one workload.
 type contender struct {
@@ -62,10 +66,13 @@ func (w *worker) pair(n int) (int, int) {
 	return a, b
 }
 
-// sample is one window of one engine.
+// sample is one window of one engine. nsPerOp is wall time; cpuPerOp is the
+// process's CPU time (all threads, GC included) per op, which time stolen by
+// other processes on a loaded machine does not inflate (NaN where it cannot
+// be read).
 type sample struct {
-	nsPerOp, allocs, reruns float64
-	failed                  uint64
+	nsPerOp, cpuPerOp, allocs, reruns float64
+	failed                            uint64
 }
 
 // window runs c.op from g goroutines for d and measures it. Goroutine i of
@@ -96,6 +103,7 @@ func window(c *contender, g int, d time.Duration, seed uint64) (sample, error) {
 	if c.reruns != nil {
 		r0 = c.reruns()
 	}
+	cpu0, cpuOK := processCPU()
 	start := time.Now()
 	for i := range g {
 		wg.Go(func() {
@@ -115,12 +123,17 @@ func window(c *contender, g int, d time.Duration, seed uint64) (sample, error) {
 	stop.Store(true)
 	wg.Wait()
 	el := time.Since(start)
+	cpu1, _ := processCPU()
 	runtime.ReadMemStats(&ms1)
 	n := float64(max(ops.Load(), 1))
 	s := sample{
-		nsPerOp: float64(el.Nanoseconds()) / n,
-		allocs:  float64(ms1.Mallocs-ms0.Mallocs) / n,
-		failed:  failed.Load(),
+		nsPerOp:  float64(el.Nanoseconds()) / n,
+		cpuPerOp: math.NaN(),
+		allocs:   float64(ms1.Mallocs-ms0.Mallocs) / n,
+		failed:   failed.Load(),
+	}
+	if cpuOK {
+		s.cpuPerOp = float64((cpu1 - cpu0).Nanoseconds()) / n
 	}
 	if c.reruns != nil {
 		s.reruns = float64(c.reruns()-r0) / n
@@ -143,11 +156,12 @@ var (
 
 // summary is one engine's row: medians over the rounds.
 type summary struct {
-	name                    string
-	nsPerOp, allocs, reruns float64
-	failed                  uint64
-	// ratio[a] is the median over rounds of nsPerOp ÷ anchor a's nsPerOp.
-	ratio map[string]float64
+	name                              string
+	nsPerOp, cpuPerOp, allocs, reruns float64
+	failed                            uint64
+	// ratio[a] is the median over rounds of nsPerOp ÷ anchor a's nsPerOp,
+	// cpuRatio[a] the same of cpuPerOp.
+	ratio, cpuRatio map[string]float64
 }
 
 // measureRounds runs count interleaved rounds of cs from g goroutines and
@@ -189,11 +203,13 @@ func measureRounds(label string, cs []*contender, g int, d time.Duration, count 
 			return median(v)
 		}
 		s := summary{
-			name:    c.name,
-			nsPerOp: col(func(s sample) float64 { return s.nsPerOp }),
-			allocs:  col(func(s sample) float64 { return s.allocs }),
-			reruns:  col(func(s sample) float64 { return s.reruns }),
-			ratio:   map[string]float64{},
+			name:     c.name,
+			nsPerOp:  col(func(s sample) float64 { return s.nsPerOp }),
+			cpuPerOp: col(func(s sample) float64 { return s.cpuPerOp }),
+			allocs:   col(func(s sample) float64 { return s.allocs }),
+			reruns:   col(func(s sample) float64 { return s.reruns }),
+			ratio:    map[string]float64{},
+			cpuRatio: map[string]float64{},
 		}
 		for r := range count {
 			s.failed += byRound[r][i].failed
@@ -203,11 +219,12 @@ func measureRounds(label string, cs []*contender, g int, d time.Duration, count 
 			if j < 0 {
 				continue
 			}
-			v := make([]float64, count)
+			v, cv := make([]float64, count), make([]float64, count)
 			for r := range count {
 				v[r] = byRound[r][i].nsPerOp / byRound[r][j].nsPerOp
+				cv[r] = byRound[r][i].cpuPerOp / byRound[r][j].cpuPerOp
 			}
-			s.ratio[a] = median(v)
+			s.ratio[a], s.cpuRatio[a] = median(v), median(cv)
 		}
 		out[i] = s
 	}
@@ -239,9 +256,9 @@ type row struct {
 // printTable writes rows as a markdown table with one ratio column per
 // anchor.
 func printTable(w io.Writer, keyCols []string, unit string, anchors []string, rows []row) {
-	h := append(slices.Clone(keyCols), "engine", unit+"/s", "ns/"+unit, "allocs/"+unit, "reruns/commit", "failed")
+	h := append(slices.Clone(keyCols), "engine", unit+"/s", "ns/"+unit, "CPU ns/"+unit, "allocs/"+unit, "reruns/commit", "failed")
 	for _, a := range anchors {
-		h = append(h, "ns ÷ "+a)
+		h = append(h, "ns ÷ "+a, "CPU ÷ "+a)
 	}
 	fmt.Fprintf(w, "| %s |\n", strings.Join(h, " | "))
 	align := make([]string, len(h))
@@ -253,11 +270,12 @@ func printTable(w io.Writer, keyCols []string, unit string, anchors []string, ro
 	for _, r := range rows {
 		s := r.s
 		cells := append(slices.Clone(r.keys), s.name,
-			fmt.Sprintf("%.0f", 1e9/s.nsPerOp), fmt.Sprintf("%.0f", s.nsPerOp),
+			fmt.Sprintf("%.0f", 1e9/s.nsPerOp), fmt.Sprintf("%.0f", s.nsPerOp), fmt.Sprintf("%.0f", s.cpuPerOp),
 			fmt.Sprintf("%.2f", s.allocs), fmt.Sprintf("%.3f", s.reruns), fmt.Sprint(s.failed))
 		for _, a := range anchors {
 			v, ok := s.ratio[a]
-			cells = append(cells, fmtRatio(v, ok))
+			cv := s.cpuRatio[a]
+			cells = append(cells, fmtRatio(v, ok), fmtRatio(cv, ok))
 		}
 		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 	}
@@ -265,7 +283,7 @@ func printTable(w io.Writer, keyCols []string, unit string, anchors []string, ro
 
 func fmtRatio(v float64, ok bool) string {
 	switch {
-	case !ok:
+	case !ok || math.IsNaN(v):
 		return "n/a"
 	case v < 0.1:
 		return fmt.Sprintf("%.3f", v)
@@ -303,6 +321,7 @@ func printTargets(w io.Writer, label string, ts []target, ss []summary) {
 			if v < 1 {
 				how += fmt.Sprintf(" (%.1f× its throughput)", 1/v)
 			}
+			how += fmt.Sprintf(", CPU time ratio %s", fmtRatio(s.cpuRatio[t.anchor], true))
 			fmt.Fprintf(w, "- %s%s: target %s: %s\n", label, how, t.text, metOrNot(v <= t.maxRatio))
 		}
 		if t.noAllocs {

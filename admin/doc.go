@@ -68,9 +68,9 @@
 //
 // # Caveats
 //
-//   - The summary counts dead letters by reading them (payloads too), up to
-//     1,000, and lanes from the first 2,000 pending entries: with more the
-//     page shows "1000+" and the lanes of the oldest entries only.
+//   - The summary's dead-letter count is the queue's own (kept without
+//     scans); its lanes come from the first 2,000 pending entries: with more
+//     the page shows the lanes of the oldest entries only.
 //   - Lanes come from Mover.Lanes for a queue with a mover; without one, from
 //     the retry state persisted with each key's head entry (attempts, last
 //     error, next retry). Either way a lane shows as blocked from its first

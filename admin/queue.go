@@ -22,8 +22,9 @@ type QueueSummary struct {
 	// OldestAgeSeconds is how long the oldest of them has waited.
 	Depth            int64   `json:"depth"`
 	OldestAgeSeconds float64 `json:"oldestAgeSeconds"`
-	// DeadLetters counts dead letters, up to deadCountCap;
-	// DeadLettersCapped says there are more.
+	// DeadLetters counts dead letters (the queue keeps the count).
+	// DeadLettersCapped is always false since it does; it stays for
+	// clients that read it, from when a summary counted at most 1,000.
 	DeadLetters       int  `json:"deadLetters"`
 	DeadLettersCapped bool `json:"deadLettersCapped,omitempty"`
 	// LanesBlocked counts ordering keys whose head entry is failing.
@@ -125,10 +126,6 @@ type BatchResult struct {
 	Error string `json:"error,omitempty"`
 }
 
-// deadCountCap bounds the dead letters counted for a summary: counting reads
-// them, and a summary must stay cheap.
-const deadCountCap = 1000
-
 func (h *handler) addQueueRoutes() {
 	h.add("GET", "queues", h.listQueues)
 	h.add("GET", "queues/{q}", h.getQueue)
@@ -228,19 +225,9 @@ func (h *handler) getQueue(r *Request) (any, error) {
 
 func (h *handler) summary(ctx context.Context, name string) (QueueSummary, error) {
 	q := h.opts.Queues[name]
-	s := QueueSummary{Name: name, ID: q.ID(), Head: q.Head(), Depth: q.Depth(), OldestAgeSeconds: q.OldestAge().Seconds()}
-	// One more than the cap tells whether there are more.
-	err := eachDead(ctx, q, deadPage, deadCountCap+1, func(effectqueue.DeadLetter) bool {
-		if s.DeadLetters == deadCountCap {
-			s.DeadLettersCapped = true
-			return false
-		}
-		s.DeadLetters++
-		return true
-	})
-	if err != nil {
-		return s, fmt.Errorf("admin: queue %q: listing dead letters: %w", name, err)
-	}
+	st := q.Stats()
+	s := QueueSummary{Name: name, ID: q.ID(), Head: st.Head, Depth: st.Depth, OldestAgeSeconds: st.OldestAge.Seconds(),
+		DeadLetters: int(st.DeadLetters)}
 	if m := h.opts.Movers[name]; m != nil {
 		s.Mover = moverSummary(m)
 	}

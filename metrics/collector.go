@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"context"
 	"fmt"
 	"maps"
 	"runtime/debug"
@@ -17,8 +16,7 @@ import (
 
 // Collector exports Zest's state to Prometheus. It reads its sources when
 // scraped, so nothing in the commit path changes for it, and keeps nothing
-// between scrapes but the dead-letter counts that Options.DeadLetterRefresh
-// asks it to reuse.
+// between scrapes but the label pairs of the series it sent.
 //
 // A Collector is safe for concurrent use: a registry may scrape it from
 // several goroutines at once.
@@ -26,7 +24,6 @@ type Collector struct {
 	opts   Options
 	queues []string // sorted names, so a scrape's order is stable
 	movers []string
-	dead   map[string]*deadCounter // by queue name
 	d      descs
 	labels labelCache // the label pairs of the series sent so far
 }
@@ -52,11 +49,7 @@ func NewCollector(opts *Options) (*Collector, error) {
 		opts:   o,
 		queues: slices.Sorted(maps.Keys(o.Queues)),
 		movers: slices.Sorted(maps.Keys(o.Movers)),
-		dead:   make(map[string]*deadCounter, len(o.Queues)),
 		d:      newDescs(),
-	}
-	for name, q := range o.Queues {
-		c.dead[name] = &deadCounter{q: q, limit: o.MaxDeadLetters}
 	}
 	return c, nil
 }
@@ -75,12 +68,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if db := c.opts.DB; db != nil {
 		c.collectDB(out, db)
 	}
-	if len(c.queues) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), c.opts.ScrapeTimeout)
-		defer cancel()
-		for _, name := range c.queues {
-			c.collectQueue(ctx, out, name, c.opts.Queues[name])
-		}
+	for _, name := range c.queues {
+		c.collectQueue(out, name, c.opts.Queues[name])
 	}
 	for _, name := range c.movers {
 		c.guard(out, c.d.moverInFlight, "Movers["+name+"].Stats", func() { c.collectMover(out, name, c.opts.Movers[name]) })
@@ -142,25 +131,16 @@ func (c *Collector) collectDB(out *sender, db *stm.DB) {
 // "stale_read".
 func causeLabel(c stm.Cause) string { return strings.ReplaceAll(c.String(), " ", "_") }
 
-func (c *Collector) collectQueue(ctx context.Context, out *sender, name string, q *effectqueue.Queue) {
+func (c *Collector) collectQueue(out *sender, name string, q *effectqueue.Queue) {
 	st := q.Stats()
 	out.gauge(c.d.queueDepth, float64(st.Depth), name)
 	out.gauge(c.d.queueOldest, st.OldestAge.Seconds(), name)
+	out.gauge(c.d.queueDead, float64(st.DeadLetters), name)
 	out.counter(c.d.queueCommits, st.Commits, name)
 	out.counter(c.d.queueEntries, st.Entries, name)
 	out.counter(c.d.queueWrites, st.Writes, name)
 	out.counter(c.d.queueWriteErrors, st.WriteErrors, name)
 	out.counter(c.d.queueAsyncLost, st.AsyncLost, name)
-	n, truncated, err := c.dead[name].count(ctx, c.opts.DeadLetterRefresh)
-	if err != nil {
-		// The scrape says which metric failed (promhttp's HandlerOpts.ErrorHandling
-		// decides what the scraper sees); the other metrics stand.
-		c.opts.Logger.Warn("metrics: counting dead letters failed", "queue", name, "err", err)
-		out.ch <- prometheus.NewInvalidMetric(c.d.queueDead, fmt.Errorf("metrics: queue %q: %w", name, err))
-		return
-	}
-	out.gauge(c.d.queueDead, float64(n), name)
-	out.gauge(c.d.queueDeadTrunc, boolValue(truncated), name)
 }
 
 func boolValue(b bool) float64 {

@@ -175,21 +175,17 @@ func TestQueueMetrics(t *testing.T) {
 	_ = db2
 
 	want := `
-# HELP zest_queue_dead_letters Dead letters waiting for an operator (counted up to the collector's MaxDeadLetters).
+# HELP zest_queue_dead_letters Dead letters waiting for an operator.
 # TYPE zest_queue_dead_letters gauge
 zest_queue_dead_letters{queue="orders"} 2
 zest_queue_dead_letters{queue="receipts"} 0
-# HELP zest_queue_dead_letters_truncated 1 if the queue has more dead letters than the collector counts (MaxDeadLetters).
-# TYPE zest_queue_dead_letters_truncated gauge
-zest_queue_dead_letters_truncated{queue="orders"} 0
-zest_queue_dead_letters_truncated{queue="receipts"} 0
 # HELP zest_queue_depth Committed entries not yet acked or dead-lettered.
 # TYPE zest_queue_depth gauge
 zest_queue_depth{queue="orders"} 2
 zest_queue_depth{queue="receipts"} 0
 `
 	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(want),
-		"zest_queue_dead_letters", "zest_queue_dead_letters_truncated", "zest_queue_depth"))
+		"zest_queue_dead_letters", "zest_queue_depth"))
 
 	// The queue's own counters: two transactions of five entries on
 	// orders, nothing on receipts, no failed write.
@@ -227,11 +223,17 @@ zest_queue_write_errors_total{queue="receipts"} 0
 	assert.LessOrEqual(t, ages[`queue="orders"`], time.Since(before).Seconds())
 }
 
-// TestDeadLetterCountBounds: counting pages through the dead letters and
-// stops at MaxDeadLetters; truncated is set exactly when there are more.
-// The counts straddle the page size (256).
-func TestDeadLetterCountBounds(t *testing.T) {
+// TestDeadLetterCount: the dead-letter gauge follows the queue's count
+// exactly, past any page size (520 dead letters), through replays and
+// discards, and a queue closed under the collector still reports its
+// last values with the rest of the scrape.
+func TestDeadLetterCount(t *testing.T) {
+	ctx := context.Background()
 	db, q := openQueue(t, nil)
+	c, err := metrics.NewCollector(&metrics.Options{DB: db, Queues: map[string]*effectqueue.Queue{"q": q}})
+	require.NoError(t, err)
+	dead := func() float64 { return gatherValues(t, c, "zest_queue_dead_letters")[`queue="q"`] }
+	assert.Equal(t, 0.0, dead())
 	const n = 520
 	keys := make([]string, n)
 	for i := range keys {
@@ -239,83 +241,22 @@ func TestDeadLetterCountBounds(t *testing.T) {
 	}
 	enqueue(t, db, q, "s3.put", keys...)
 	deadLetterAll(t, q)
-	for _, tc := range []struct {
-		max       int
-		want      int
-		truncated int
-	}{
-		{max: 0, want: 100, truncated: 1}, // default 100
-		{max: 1, want: 1, truncated: 1},
-		{max: 255, want: 255, truncated: 1},
-		{max: 256, want: 256, truncated: 1},
-		{max: 257, want: 257, truncated: 1},
-		{max: 512, want: 512, truncated: 1},
-		{max: n - 1, want: n - 1, truncated: 1},
-		{max: n, want: n, truncated: 0},
-		{max: n + 1, want: n, truncated: 0},
-	} {
-		t.Run(fmt.Sprint("max=", tc.max), func(t *testing.T) {
-			c, err := metrics.NewCollector(&metrics.Options{Queues: map[string]*effectqueue.Queue{"q": q}, MaxDeadLetters: tc.max})
-			require.NoError(t, err)
-			want := fmt.Sprintf(`
-# HELP zest_queue_dead_letters Dead letters waiting for an operator (counted up to the collector's MaxDeadLetters).
-# TYPE zest_queue_dead_letters gauge
-zest_queue_dead_letters{queue="q"} %d
-# HELP zest_queue_dead_letters_truncated 1 if the queue has more dead letters than the collector counts (MaxDeadLetters).
-# TYPE zest_queue_dead_letters_truncated gauge
-zest_queue_dead_letters_truncated{queue="q"} %d
-`, tc.want, tc.truncated)
-			require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(want), "zest_queue_dead_letters", "zest_queue_dead_letters_truncated"))
-		})
-	}
-}
+	assert.Equal(t, float64(n), dead())
+	dls, err := q.DeadLetters(ctx, 0, 3)
+	require.NoError(t, err)
+	_, err = q.Replay(ctx, dls[0].Seq)
+	require.NoError(t, err)
+	require.NoError(t, q.Discard(ctx, dls[1].Seq))
+	assert.Equal(t, float64(n-2), dead())
+	assert.Equal(t, 1.0, gatherValues(t, c, "zest_queue_depth")[`queue="q"`], "the replayed one is pending")
 
-// TestDeadLetterRefresh: with a refresh interval, a count is reused until
-// it is older than the interval; without one, every scrape counts.
-func TestDeadLetterRefresh(t *testing.T) {
-	db, q := openQueue(t, nil)
-	enqueue(t, db, q, "s3.put", "a")
-	deadLetterAll(t, q)
-	queues := map[string]*effectqueue.Queue{"q": q}
-	every, err := metrics.NewCollector(&metrics.Options{Queues: queues})
-	require.NoError(t, err)
-	cached, err := metrics.NewCollector(&metrics.Options{Queues: queues, DeadLetterRefresh: time.Hour})
-	require.NoError(t, err)
-	expired, err := metrics.NewCollector(&metrics.Options{Queues: queues, DeadLetterRefresh: time.Nanosecond})
-	require.NoError(t, err)
-	dead := func(c *metrics.Collector) float64 { return gatherValues(t, c, "zest_queue_dead_letters")[`queue="q"`] }
-	for _, c := range []*metrics.Collector{every, cached, expired} {
-		assert.Equal(t, 1.0, dead(c))
-	}
-	enqueue(t, db, q, "s3.put", "b", "c")
-	deadLetterAll(t, q)
-	assert.Equal(t, 3.0, dead(every))
-	assert.Equal(t, 1.0, dead(cached), "counted less than an hour ago: reused")
-	assert.Equal(t, 3.0, dead(expired), "older than the interval: counted again")
-	// The depth is never cached.
-	assert.Equal(t, 0.0, gatherValues(t, cached, "zest_queue_depth")[`queue="q"`])
-}
-
-// TestClosedQueue: a queue closed under the collector fails only its
-// dead-letter metric; the scrape still carries the rest, and says what
-// failed.
-func TestClosedQueue(t *testing.T) {
-	db, q := openQueue(t, nil)
-	c, err := metrics.NewCollector(&metrics.Options{DB: db, Queues: map[string]*effectqueue.Queue{"q": q}, Logger: discardLogger()})
-	require.NoError(t, err)
 	require.NoError(t, q.Close())
 	reg := prometheus.NewPedanticRegistry()
 	require.NoError(t, reg.Register(c))
 	mfs, err := reg.Gather()
-	require.Error(t, err)
-	assert.ErrorIs(t, err, effectqueue.ErrClosed)
-	names := map[string]bool{}
-	for _, mf := range mfs {
-		names[mf.GetName()] = true
-	}
-	assert.True(t, names["zest_stm_commits_total"], "the DB's metrics are still collected")
-	assert.True(t, names["zest_queue_depth"], "the queue's depth is still collected")
-	assert.False(t, names["zest_queue_dead_letters"])
+	require.NoError(t, err, "a closed queue's counters are still read")
+	assert.Equal(t, map[string]float64{`queue="q"`: float64(n - 2)}, valuesOf(mfs, "zest_queue_dead_letters"))
+	assert.Equal(t, map[string]float64{"": 2}, valuesOf(mfs, "zest_stm_commits_total"), "the enqueue, and the replay's")
 }
 
 // TestSagaAndIdemSources: the optional sources through their interfaces.
@@ -357,7 +298,7 @@ func TestLint(t *testing.T) {
 
 // TestOptions: each invalid field is refused with an error naming it.
 func TestOptions(t *testing.T) {
-	db, q := openQueue(t, nil)
+	_, q := openQueue(t, nil)
 	for _, tc := range []struct {
 		name string
 		opts *metrics.Options
@@ -370,10 +311,7 @@ func TestOptions(t *testing.T) {
 		{"nil queue", &metrics.Options{Queues: map[string]*effectqueue.Queue{"q": nil}}, []string{`Queues["q"] is nil`}, metrics.ErrOptions},
 		{"bad utf8 name", &metrics.Options{Queues: map[string]*effectqueue.Queue{"\xff": q}}, []string{"Queues"}, metrics.ErrOptions},
 		{"nil mover", &metrics.Options{Movers: map[string]metrics.Mover{"m": nil}}, []string{`Movers["m"] is nil`}, metrics.ErrOptions},
-		{"negative max", &metrics.Options{DB: db, MaxDeadLetters: -1}, []string{"MaxDeadLetters"}, metrics.ErrOptions},
-		{"negative timeout", &metrics.Options{DB: db, ScrapeTimeout: -time.Second}, []string{"ScrapeTimeout"}, metrics.ErrOptions},
-		{"negative refresh", &metrics.Options{DB: db, DeadLetterRefresh: -time.Second}, []string{"DeadLetterRefresh"}, metrics.ErrOptions},
-		{"two at once", &metrics.Options{DB: db, MaxDeadLetters: -1, ScrapeTimeout: -1}, []string{"MaxDeadLetters", "ScrapeTimeout"}, metrics.ErrOptions},
+		{"two at once", &metrics.Options{Queues: map[string]*effectqueue.Queue{"": q}, Movers: map[string]metrics.Mover{"m": nil}}, []string{"Queues", `Movers["m"] is nil`}, metrics.ErrOptions},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := metrics.NewCollector(tc.opts)
@@ -391,22 +329,4 @@ func TestOptions(t *testing.T) {
 	require.NoError(t, err)
 	queues["other"] = q
 	assert.Equal(t, 1, testutil.CollectAndCount(c, "zest_queue_depth"))
-}
-
-// TestScrapeTimeout: counting dead letters stops at Options.ScrapeTimeout;
-// that metric fails with the deadline, the queue's depth is still there.
-func TestScrapeTimeout(t *testing.T) {
-	db, q := openQueue(t, nil)
-	enqueue(t, db, q, "s3.put", "a", "b")
-	deadLetterAll(t, q)
-	c, err := metrics.NewCollector(&metrics.Options{Queues: map[string]*effectqueue.Queue{"q": q},
-		ScrapeTimeout: time.Nanosecond, Logger: discardLogger()})
-	require.NoError(t, err)
-	reg := prometheus.NewPedanticRegistry()
-	require.NoError(t, reg.Register(c))
-	mfs, err := reg.Gather()
-	require.Error(t, err)
-	assert.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.Contains(t, err.Error(), `queue "q"`)
-	assert.Equal(t, map[string]float64{`queue="q"`: 0}, valuesOf(mfs, "zest_queue_depth"))
 }

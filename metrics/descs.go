@@ -10,7 +10,7 @@ type descs struct {
 	commits, escalations, aborts, reruns, conflicts *prometheus.Desc
 	hooksRun, hooksPanics                           *prometheus.Desc
 
-	queueDepth, queueOldest, queueDead, queueDeadTrunc                        *prometheus.Desc
+	queueDepth, queueOldest, queueDead                                        *prometheus.Desc
 	queueCommits, queueEntries, queueWrites, queueWriteErrors, queueAsyncLost *prometheus.Desc
 
 	moverDeliveries, moverDuration, moverLanesBlocked, moverInFlight, moverPaused *prometheus.Desc
@@ -32,10 +32,9 @@ func newDescs() descs {
 		hooksRun:    d("zest_hooks_run_total", "whilecommit hooks called."),
 		hooksPanics: d("zest_hooks_panics_total", "whilecommit hooks that panicked (recovered and logged; the commit stands)."),
 
-		queueDepth:     d("zest_queue_depth", "Committed entries not yet acked or dead-lettered.", "queue"),
-		queueOldest:    d("zest_queue_oldest_age_seconds", "Time since the commit of the oldest pending entry (0 if none).", "queue"),
-		queueDead:      d("zest_queue_dead_letters", "Dead letters waiting for an operator (counted up to the collector's MaxDeadLetters).", "queue"),
-		queueDeadTrunc: d("zest_queue_dead_letters_truncated", "1 if the queue has more dead letters than the collector counts (MaxDeadLetters).", "queue"),
+		queueDepth:  d("zest_queue_depth", "Committed entries not yet acked or dead-lettered.", "queue"),
+		queueOldest: d("zest_queue_oldest_age_seconds", "Time since the commit of the oldest pending entry (0 if none).", "queue"),
+		queueDead:   d("zest_queue_dead_letters", "Dead letters waiting for an operator.", "queue"),
 
 		queueCommits:     d("zest_queue_commits_total", "Transactions written by the queue (with entries or durable table records).", "queue"),
 		queueEntries:     d("zest_queue_entries_total", "Entries written.", "queue"),
@@ -63,7 +62,7 @@ func (d *descs) of(o Options) []*prometheus.Desc {
 		out = append(out, d.commits, d.escalations, d.aborts, d.reruns, d.conflicts, d.hooksRun, d.hooksPanics)
 	}
 	if len(o.Queues) > 0 {
-		out = append(out, d.queueDepth, d.queueOldest, d.queueDead, d.queueDeadTrunc,
+		out = append(out, d.queueDepth, d.queueOldest, d.queueDead,
 			d.queueCommits, d.queueEntries, d.queueWrites, d.queueWriteErrors, d.queueAsyncLost)
 	}
 	if len(o.Movers) > 0 {

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"time"
 	"unicode/utf8"
 
 	"github.com/zest-stm/zest/effectqueue"
@@ -33,29 +32,10 @@ type Options struct {
 	// Idem reports idempotency-token replays (zest_idem_replays_total); see
 	// IdemTokens. Default nil: none.
 	Idem IdemSource
-	// MaxDeadLetters bounds how many dead letters of a queue one count
-	// reads: the queue keeps no count, so counting reads the dead letters,
-	// payloads included (see "Cost of a scrape" in the package doc). A queue
-	// with more reports MaxDeadLetters and sets
-	// zest_queue_dead_letters_truncated. Default 100.
-	MaxDeadLetters int
-	// DeadLetterRefresh is how long a queue's dead-letter count is reused
-	// by later scrapes before the dead letters are counted again. Set it
-	// when scrapes are frequent or dead letters large. Default 0: every
-	// scrape counts.
-	DeadLetterRefresh time.Duration
-	// ScrapeTimeout bounds the reads of one scrape that can block (counting
-	// dead letters). Default 5s.
-	ScrapeTimeout time.Duration
-	// Logger receives the collector's logs: a failed dead-letter count at
-	// Warn, a panicking source at Error. Default slog.Default().
+	// Logger receives the collector's logs: a panicking source at Error.
+	// Default slog.Default().
 	Logger *slog.Logger
 }
-
-const (
-	defaultMaxDeadLetters = 100
-	defaultScrapeTimeout  = 5 * time.Second
-)
 
 // withDefaults returns a copy of o with defaults filled in, or an error
 // naming every invalid field.
@@ -85,21 +65,6 @@ func (o *Options) withDefaults() (Options, error) {
 		if m == nil {
 			bad("Movers[%q] is nil", name)
 		}
-	}
-	switch {
-	case c.MaxDeadLetters < 0:
-		bad("MaxDeadLetters is %d, must be >= 0", c.MaxDeadLetters)
-	case c.MaxDeadLetters == 0:
-		c.MaxDeadLetters = defaultMaxDeadLetters
-	}
-	if c.DeadLetterRefresh < 0 {
-		bad("DeadLetterRefresh is %v, must be >= 0", c.DeadLetterRefresh)
-	}
-	switch {
-	case c.ScrapeTimeout < 0:
-		bad("ScrapeTimeout is %v, must be >= 0", c.ScrapeTimeout)
-	case c.ScrapeTimeout == 0:
-		c.ScrapeTimeout = defaultScrapeTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -321,8 +321,10 @@ func printTargets(w io.Writer, label string, ts []target, ss []summary) {
 			if v < 1 {
 				how += fmt.Sprintf(" (%.1f× its throughput)", 1/v)
 			}
-			how += fmt.Sprintf(", CPU time ratio %s", fmtRatio(s.cpuRatio[t.anchor], true))
-			fmt.Fprintf(w, "- %s%s: target %s: %s\n", label, how, t.text, metOrNot(v <= t.maxRatio))
+			cv := s.cpuRatio[t.anchor]
+			how += fmt.Sprintf(", CPU time ratio %s", fmtRatio(cv, true))
+			fmt.Fprintf(w, "- %s%s: target %s: on wall time %s, on CPU time %s\n", label, how, t.text,
+				metOrNot(v <= t.maxRatio), metOrNot(!math.IsNaN(cv) && cv <= t.maxRatio))
 		}
 		if t.noAllocs {
 			fmt.Fprintf(w, "- %s%s allocs/op = %.4f: target %s: %s\n", label, t.engine, s.allocs, t.text, metOrNot(s.allocs <= maxSteadyAllocs))

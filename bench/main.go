@@ -32,9 +32,27 @@
 //
 // Examples:
 //
-//	go run .                                              # everything, a few minutes on 2 cores
+//	go run .                                              # everything, about 3 minutes on 2 cores
 //	go run . -workload transfer -engines zest,tl2-min -count 5
+//	go run . -workload transfer -procs 1,2                # the same table at GOMAXPROCS=1 and 2
 //	go run . -workload million -shapes sparse -goroutines 8 -cpuprofile cpu.out
+//
+// # Caveats
+//
+//   - bench/ replaces the zest module with the parent directory, so it
+//     measures the checkout as it is, uncommitted changes included; the
+//     first line of the output names the commit and says so.
+//   - ns/tx is wall time. On a loaded machine other processes take part of
+//     each window; the CPU ns/tx columns (the process's CPU time, GC
+//     included) do not count that, so for 1 goroutine their ratios are the
+//     steadier ones. Targets are judged on wall time.
+//   - tl2-min is a yardstick, not an engine: int64 cells only, no snapshot
+//     extension, no serial mode, no hooks; a Tx kept past its body panics
+//     only until the pool hands it to another Run.
+//   - The million workload passes string keys that share a per-goroutine
+//     buffer (no allocation per key, like a key just parsed from a request).
+//     That is sound only because a transfer never inserts; the check after
+//     the rounds fails if a table gained a key.
 package main
 
 import (

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math"
@@ -8,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -77,7 +79,11 @@ type sample struct {
 
 // window runs c.op from g goroutines for d and measures it. Goroutine i of
 // every engine in a round draws the same random sequence (seed).
-func window(c *contender, g int, d time.Duration, seed uint64) (sample, error) {
+//
+// Each worker runs under the pprof labels engine=<name> and
+// table=<label>, so that a -cpuprofile of a whole run can be narrowed to
+// one engine's windows: go tool pprof -tagfocus engine=zest cpu.out.
+func window(label string, c *contender, g int, d time.Duration, seed uint64) (sample, error) {
 	if c.prepare != nil {
 		if err := c.prepare(); err != nil {
 			return sample{}, fmt.Errorf("%s: prepare: %w", c.name, err)
@@ -107,16 +113,18 @@ func window(c *contender, g int, d time.Duration, seed uint64) (sample, error) {
 	start := time.Now()
 	for i := range g {
 		wg.Go(func() {
-			w := &worker{id: i, rng: *rand.NewPCG(seed, uint64(i)+1)}
-			var nf uint64
-			for !stop.Load() {
-				if c.op(w) != nil {
-					nf++
+			pprof.Do(context.Background(), pprof.Labels("engine", c.name, "table", label), func(context.Context) {
+				w := &worker{id: i, rng: *rand.NewPCG(seed, uint64(i)+1)}
+				var nf uint64
+				for !stop.Load() {
+					if c.op(w) != nil {
+						nf++
+					}
+					w.n++
 				}
-				w.n++
-			}
-			ops.Add(uint64(w.n))
-			failed.Add(nf)
+				ops.Add(uint64(w.n))
+				failed.Add(nf)
+			})
 		})
 	}
 	time.Sleep(d) // the measurement window, not synchronisation
@@ -171,7 +179,7 @@ func measureRounds(label string, cs []*contender, g int, d time.Duration, count 
 	// One unrecorded window each first: the first window of an engine pays
 	// for its pools, caches and code warming up.
 	for _, c := range cs {
-		if _, err := window(c, g, min(d, 50*time.Millisecond), 1); err != nil {
+		if _, err := window(label, c, g, min(d, 50*time.Millisecond), 1); err != nil {
 			return nil, err
 		}
 	}
@@ -181,7 +189,7 @@ func measureRounds(label string, cs []*contender, g int, d time.Duration, count 
 		seed := uint64(time.Now().UnixNano())
 		for k := range cs {
 			i := (k + r) % len(cs) // rotate the order
-			s, err := window(cs[i], g, d, seed)
+			s, err := window(label, cs[i], g, d, seed)
 			if err != nil {
 				return nil, err
 			}

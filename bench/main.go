@@ -36,6 +36,8 @@
 //	go run . -workload transfer -engines zest,tl2-min -count 5
 //	go run . -workload transfer -procs 1,2                # the same table at GOMAXPROCS=1 and 2
 //	go run . -workload million -shapes sparse -goroutines 8 -cpuprofile cpu.out
+//	go tool pprof -tagfocus engine=zest -top cpu.out      # zest's windows only
+//	go run . -workload targets -count 9                   # the tables with issue 15's targets
 //
 // # Caveats
 //
@@ -125,7 +127,7 @@ func main() {
 	var (
 		dur       = flag.Duration("d", 200*time.Millisecond, "duration of one measurement window")
 		count     = flag.Int("count", 5, "interleaved rounds per table cell; medians are reported")
-		workloadF = flag.String("workload", "transfer,reads,million,bank,inserts", "workloads to run: transfer, reads, million, bank, inserts")
+		workloadF = flag.String("workload", "transfer,reads,million,bank,inserts", "workloads to run: transfer, reads, million, bank, inserts (targets = transfer,reads,million: the tables with issue 15's targets)")
 		enginesF  = flag.String("engines", "", "engines to run (default: each workload's own list); one of "+strings.Join(allEngines, ","))
 		gorsF     = flag.String("goroutines", "", "goroutine counts (default: transfer 1; reads and million 1,8; bank and inserts 1,8,64)")
 		procsF    = flag.String("procs", "", "GOMAXPROCS values to run every selected workload at (default: the current value)")
@@ -133,7 +135,7 @@ func main() {
 		records   = flag.Int("records", 1_000_000, "million: record count")
 		shapesF   = flag.String("shapes", "dense,sparse,string", "million: key shapes")
 		out       = flag.String("o", "", "also write the markdown tables to this file")
-		cpuprof   = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+		cpuprof   = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (measurement goroutines carry the pprof labels engine and table: go tool pprof -tagfocus engine=zest FILE)")
 	)
 	flag.Parse()
 	if err := run(*dur, *count, *workloadF, *enginesF, *gorsF, *procsF, *accountsF, *records, *shapesF, *out, *cpuprof); err != nil {
@@ -176,6 +178,7 @@ func run(d time.Duration, count int, workloadF, enginesF, gorsF, procsF, account
 		}
 	}
 	var selected []workload
+	workloadF = strings.ReplaceAll(workloadF, "targets", "transfer,reads,million")
 	for _, name := range strings.Split(workloadF, ",") {
 		i := slices.IndexFunc(workloads, func(w workload) bool { return w.name == name })
 		if i < 0 {

@@ -462,8 +462,10 @@ func TestLanesReportFailures(t *testing.T) {
 	o.BaseBackoff, o.MaxBackoff, o.MaxAttempts = 20*time.Millisecond, 40*time.Millisecond, 1000
 	before := time.Now()
 	m := start(t, e.q, e.q, f, o)
+	// The fake records "good" before its Apply returns: wait for its lane
+	// to be done too (until then Lanes lists it as running).
 	eventually(t, "good delivered and bad failing", func() bool {
-		return len(f.applied()["good"]) == 1 && m.Stats().LanesBlocked == 1
+		return len(f.applied()["good"]) == 1 && m.Stats().LanesBlocked == 1 && len(m.Lanes()) == 1
 	})
 	lanes := m.Lanes()
 	require.Len(t, lanes, 1)

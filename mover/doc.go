@@ -11,7 +11,10 @@
 //
 //   - Entries with the same ordering key are applied one at a time, in
 //     sequence (commit) order. Different keys run in parallel, up to
-//     Options.Concurrency, and a failing key blocks only its own lane.
+//     Options.Concurrency, and a failing key blocks only its own lane. A
+//     sink that implements BatchSink gets the head entries of up to
+//     Options.BatchSize keys per call (one entry per key), so that their
+//     round trips overlap; per-key order is the same.
 //   - An entry is acked only after its sink confirmed it. After a crash the
 //     mover resumes from the queue's persisted state. Acks are written in
 //     batches and not fsynced (the lease is): a kill -9 loses none, a power

@@ -115,6 +115,12 @@ func (m *Mover) worker() {
 		l := m.mu.ready[0]
 		m.mu.ready = slices.Delete(m.mu.ready, 0, 1)
 		l.running = true
+		if sk, bs := m.batchFor(l); bs != nil {
+			lanes := m.takeReadyLocked(sk, l)
+			m.mu.Unlock()
+			m.serveBatch(sk, bs, lanes)
+			continue
+		}
 		m.mu.Unlock()
 		m.serve(l)
 	}
@@ -144,19 +150,8 @@ func (m *Mover) serve(l *lane) {
 		}
 		m.mu.Unlock()
 
-		switch wait, ok := m.apply(l, it); {
-		case !ok: // abandoned at shutdown
-			m.mu.Lock()
-			m.releaseLocked(l)
-			m.mu.Unlock()
+		if wait, ok := m.apply(l, it); !m.settle(l, wait, ok) {
 			return
-		case wait > 0:
-			m.park(l, wait)
-			return
-		default:
-			m.mu.Lock()
-			m.popLocked(l)
-			m.mu.Unlock()
 		}
 	}
 	m.mu.Lock()
@@ -250,11 +245,9 @@ func (m *Mover) park(l *lane, wait time.Duration) {
 // abandoned by a shutdown, a positive wait if it must be retried after
 // that long, and zero when the entry is done (delivered or dead-lettered).
 func (m *Mover) apply(l *lane, it effectqueue.Item) (wait time.Duration, ok bool) {
-	ctx := m.applyCtx
 	sk := m.sinkFor(it.Kind)
 	m.mu.Lock()
 	reason := l.deadReason
-	needLoad := !l.loaded
 	m.mu.Unlock()
 	if reason != "" {
 		return m.deadLetter(l, it, reason, sk)
@@ -262,6 +255,19 @@ func (m *Mover) apply(l *lane, it effectqueue.Item) (wait time.Duration, ok bool
 	if sk == nil {
 		return m.deadLetter(l, it, fmt.Sprintf("no sink for kind %q", it.Kind), nil)
 	}
+	d := m.prepare(l, it)
+	m.stats.inFlight.Add(1)
+	err := m.callSink(sk, d)
+	m.stats.inFlight.Add(-1)
+	return m.finish(l, sk, d, err)
+}
+
+// prepare counts an attempt at it, the head of l, and returns its
+// delivery.
+func (m *Mover) prepare(l *lane, it effectqueue.Item) Delivery {
+	m.mu.Lock()
+	needLoad := !l.loaded
+	m.mu.Unlock()
 	prev := 0
 	if needLoad && it.Seq <= m.replayUpTo {
 		if rs, err := m.q.RetryStateOf(it.Seq); err == nil {
@@ -275,11 +281,14 @@ func (m *Mover) apply(l *lane, it effectqueue.Item) (wait time.Duration, ok bool
 	l.attempt++
 	n := l.attempt
 	m.mu.Unlock()
+	return Delivery{Item: it, Writer: m.writer, Attempt: n, MayHaveLanded: n > 1 || it.Seq <= m.replayUpTo}
+}
 
-	d := Delivery{Item: it, Writer: m.writer, Attempt: n, MayHaveLanded: n > 1 || it.Seq <= m.replayUpTo}
-	m.stats.inFlight.Add(1)
-	err := m.callSink(sk, d)
-	m.stats.inFlight.Add(-1)
+// finish records the outcome err of attempt d at the head of l (see apply
+// for what it returns).
+func (m *Mover) finish(l *lane, sk *sinkRef, d Delivery, err error) (wait time.Duration, ok bool) {
+	ctx := m.applyCtx
+	it, n := d.Item, d.Attempt
 	if err == nil {
 		lat := time.Since(it.Committed)
 		m.stats.delivered.Add(1)

@@ -13,6 +13,12 @@ type Options struct {
 	// Concurrency is the number of ordering keys applied in parallel.
 	// Default 16.
 	Concurrency int
+	// BatchSize is how many ordering keys a worker serves together with a
+	// sink that implements BatchSink (natssink does): their head entries
+	// go to the sink in one ApplyBatch call, one entry per key, so up to
+	// Concurrency × BatchSize keys are in flight. 1 turns batching off.
+	// Default 16.
+	BatchSize int
 	// MaxAttempts is the number of attempts, across restarts, after which a
 	// failing entry is dead-lettered. Default 20.
 	MaxAttempts int
@@ -29,10 +35,13 @@ type Options struct {
 	// entries). Default 64 MiB.
 	MaxBufferedBytes int64
 	// AckInterval is how long acks may gather before they are written
-	// (also flushed at 256). Each write is an fsync of the queue, so a
-	// longer interval costs less CPU per entry (BenchmarkPut1KiB in
-	// mover/s3sink, ZEST_BENCH_ACK_INTERVAL); a crash re-applies, checked,
-	// what was delivered in the last interval. Default 100ms.
+	// (also written at 256, and at once when every entry read is
+	// delivered, since no more acks can come until new entries are read).
+	// An ack write is not an fsync (see effectqueue's "What is synced"),
+	// but it is a Badger write: fewer, larger ones cost less CPU per entry
+	// (BenchmarkPut1KiB in mover/s3sink, ZEST_BENCH_ACK_INTERVAL). A crash
+	// re-applies, checked, what was delivered and not yet acked. Default
+	// 100ms.
 	AckInterval time.Duration
 	// Coalesce, when set, skips an entry if a newer entry of the same
 	// ordering key is already waiting and the sink says it supersedes it
@@ -62,7 +71,7 @@ func (o *Options) withDefaults() (Options, error) {
 	for _, f := range []struct {
 		name string
 		v    int64
-	}{{"Concurrency", int64(r.Concurrency)}, {"MaxAttempts", int64(r.MaxAttempts)},
+	}{{"Concurrency", int64(r.Concurrency)}, {"BatchSize", int64(r.BatchSize)}, {"MaxAttempts", int64(r.MaxAttempts)},
 		{"BaseBackoff", int64(r.BaseBackoff)}, {"MaxBackoff", int64(r.MaxBackoff)},
 		{"PollInterval", int64(r.PollInterval)}, {"MaxBuffered", int64(r.MaxBuffered)}, {"MaxBufferedBytes", r.MaxBufferedBytes},
 		{"AckInterval", int64(r.AckInterval)}, {"LogInterval", int64(r.LogInterval)}} {
@@ -80,6 +89,9 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if r.Concurrency == 0 {
 		r.Concurrency = 16
+	}
+	if r.BatchSize == 0 {
+		r.BatchSize = 16
 	}
 	if r.MaxAttempts == 0 {
 		r.MaxAttempts = 20

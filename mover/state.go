@@ -59,6 +59,15 @@ func (m *Mover) signalSpace() {
 	}
 }
 
+// idle reports whether every entry read is delivered and waits for one of
+// the n acks gathered: no more will come before new entries are read, so
+// waiting for AckInterval would only delay them.
+func (m *Mover) idle(n int) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.mu.buffered <= n
+}
+
 // ackLoop writes acks in batches until the acks channel is closed. A failed
 // write is retried with backoff, with the same batch, until it succeeds,
 // the queue is closed, or the mover abandons its work; meanwhile workers
@@ -105,7 +114,7 @@ func (m *Mover) ackLoop() {
 				return
 			}
 			batch = append(batch, s)
-			if len(batch) >= 256 {
+			if len(batch) >= 256 || len(m.acks) == 0 && m.idle(len(batch)) {
 				flush()
 			}
 		case <-t.C:

@@ -97,6 +97,16 @@ func (t tip) covers(d mover.Delivery) bool {
 }
 
 func (s *Sink) publish(ctx context.Context, subject string, expected uint64, d mover.Delivery) (uint64, error) {
+	ack, err := s.js.PublishMsg(ctx, s.message(subject, d), s.publishOpts(expected, d)...)
+	if err != nil {
+		return 0, classify(fmt.Errorf("natssink: publish %s (entry %d): %w", subject, d.Seq, err))
+	}
+	return ack.Sequence, nil
+}
+
+// message is d's message: its payload and headers, the writer and entry
+// sequence number among them.
+func (s *Sink) message(subject string, d mover.Delivery) *nats.Msg {
 	msg := nats.NewMsg(subject)
 	msg.Data = d.Payload
 	for k, v := range d.Meta {
@@ -104,14 +114,17 @@ func (s *Sink) publish(ctx context.Context, subject string, expected uint64, d m
 	}
 	msg.Header.Set(HeaderWriter, d.Writer)
 	msg.Header.Set(HeaderSeq, strconv.FormatUint(d.Seq, 10))
-	ack, err := s.js.PublishMsg(ctx, msg,
+	return msg
+}
+
+// publishOpts are the options of d's publish: its operation id for the
+// server's duplicate window, and the chain on the subject's last sequence.
+func (s *Sink) publishOpts(expected uint64, d mover.Delivery) []jetstream.PublishOpt {
+	return []jetstream.PublishOpt{
 		jetstream.WithMsgID(d.OpID),
 		jetstream.WithExpectLastSequencePerSubject(expected),
-		jetstream.WithExpectStream(s.opts.Stream))
-	if err != nil {
-		return 0, classify(fmt.Errorf("natssink: publish %s (entry %d): %w", subject, d.Seq, err))
+		jetstream.WithExpectStream(s.opts.Stream),
 	}
-	return ack.Sequence, nil
 }
 
 // resolution is what resolve found on a subject after the chain's CAS

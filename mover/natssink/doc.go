@@ -30,6 +30,15 @@
 //     the reason (class "conflict"): one writer per subject, as with object
 //     keys. The sink then re-reads the subject, so later entries go on.
 //
+// # Pipelined publishes
+//
+// The sink is a mover.BatchSink: the mover hands it the head entries of
+// several subjects at once (Options.BatchSize of package mover, one entry
+// per subject), and it publishes them all before it waits for their acks,
+// each with its own id and chain exactly as above. Round trips overlap, so
+// 16 lanes keep up to 256 publishes in flight, while per-subject order
+// stays one message at a time.
+//
 // # Configuration
 //
 // Options, or the environment: ZEST_NATS_URL, ZEST_NATS_STREAM,

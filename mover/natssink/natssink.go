@@ -189,7 +189,9 @@ func New(opts *Options) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natssink: connect to %s: %w", redact(o.URL), err)
 	}
-	js, err := jetstream.New(nc)
+	// A pipelined publish (ApplyBatch) whose ack does not come fails after
+	// Timeout, as a synchronous one does.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(o.Timeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("natssink: %w", err)

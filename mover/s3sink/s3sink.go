@@ -208,12 +208,18 @@ func (s *Sink) explain(err error) error {
 	return fmt.Errorf("s3sink: %s: %w", s.opts.Endpoint, err)
 }
 
+// ensureBucket checks bucket's name and that it exists (creating it with
+// CreateBuckets), once per bucket: the name check is a regular expression,
+// too costly to run on every object.
 func (s *Sink) ensureBucket(ctx context.Context, bucket string) error {
 	s.mu.Lock()
 	ok := s.exists[bucket]
 	s.mu.Unlock()
 	if ok {
 		return nil
+	}
+	if err := s3utils.CheckValidBucketName(bucket); err != nil {
+		return mover.Permanent(fmt.Errorf("s3sink: invalid bucket name %q: %w", bucket, err))
 	}
 	found, err := s.c.BucketExists(ctx, bucket)
 	if err != nil {
@@ -245,9 +251,6 @@ func (s *Sink) Apply(ctx context.Context, d mover.Delivery) error {
 		return mover.Permanent(fmt.Errorf("s3sink: unknown kind %q", d.Kind))
 	}
 	// minio-go checks names too, but with errors that carry no S3 code.
-	if err := s3utils.CheckValidBucketName(bucket); err != nil {
-		return mover.Permanent(fmt.Errorf("s3sink: invalid bucket name %q: %w", bucket, err))
-	}
 	if err := s3utils.CheckValidObjectName(object); err != nil {
 		return mover.Permanent(fmt.Errorf("s3sink: invalid object name (%d bytes): %w", len(object), err))
 	}

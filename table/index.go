@@ -20,7 +20,40 @@ type entry[K comparable, V any] struct {
 	// dropped is set while a rebuild decides whether to drop the entry:
 	// a lookup that finds it set waits for the rebuild and looks again.
 	dropped atomic.Bool
-	v       stm.Var[V]
+	// live is set once a dense entry (see dense) holds its key.
+	live atomic.Bool
+	v    stm.Var[V]
+}
+
+// The dense layout. Integer keys are often small and close together (item
+// ids, slot numbers, ids handed out in order). For them a hash index costs
+// two dependent cache misses per lookup, the slot and then the entry, and
+// at a million records each miss is a trip to memory. So an index with
+// integer keys also keeps entries in place, in chunks of denseChunk indexed
+// by the key: a lookup finds the chunk in a small directory (which stays in
+// cache) and reads the entry itself, one miss.
+//
+// A key goes to the dense layout when it is created, if it is below twice
+// the number of entries plus a chunk: keys handed out in order always do,
+// sparse keys (random player ids, negative numbers) never do, and the
+// chunks' memory stays within a small factor of the entries'. A key created
+// in the hash index stays there; a lookup tries the dense layout first,
+// then the hash index. Dense entries are never dropped (they live in their
+// chunk's memory anyway): a table that once held keys 0..N-1 keeps their
+// chunks, and Len and Scan walk them, after the keys are deleted.
+const (
+	denseShift = 9
+	denseChunk = 1 << denseShift
+	// denseMax bounds the keys that go dense, and so the directory.
+	denseMax = 1 << 30
+)
+
+type chunk[K comparable, V any] [denseChunk]entry[K, V]
+
+// denseDir is the directory of dense chunks. It is replaced, never
+// changed, when it grows; chunk pointers are set once.
+type denseDir[K comparable, V any] struct {
+	chunks []atomic.Pointer[chunk[K, V]]
 }
 
 // slots is an open-addressing hash table with linear probing. Each slot is
@@ -58,6 +91,8 @@ type index[K comparable, V any] struct {
 	keys  keyKind
 	seed  maphash.Seed
 	tab   atomic.Pointer[slots[K, V]]
+	// dense is the dense layout's directory (nil until a key goes dense).
+	dense atomic.Pointer[denseDir[K, V]]
 	// rebuilding is set while a rebuild runs (under mu).
 	rebuilding atomic.Bool
 	// deleted counts deletes committed since the last rebuild.
@@ -65,8 +100,9 @@ type index[K comparable, V any] struct {
 
 	mu struct {
 		sync.Mutex
-		n     int           // entries in tab
-		block []entry[K, V] // entries not yet handed out (see newEntry)
+		n      int           // entries in tab
+		nDense int           // live dense entries
+		block  []entry[K, V] // entries not yet handed out (see newEntry)
 	}
 }
 
@@ -93,6 +129,15 @@ func (t *slots[K, V]) find(k K, h uint64) *entry[K, V] {
 
 // lookup returns k's entry, or nil.
 func (ix *index[K, V]) lookup(k K, h uint64) *entry[K, V] {
+	if d := ix.dense.Load(); d != nil {
+		if u, ok := ix.denseKey(k); ok && u>>denseShift < uint64(len(d.chunks)) {
+			if c := d.chunks[u>>denseShift].Load(); c != nil {
+				if e := &c[u&(denseChunk-1)]; e.live.Load() {
+					return e
+				}
+			}
+		}
+	}
 	e := ix.tab.Load().find(k, h)
 	if e != nil && e.dropped.Load() {
 		return ix.lookupSlow(k, h)
@@ -118,6 +163,16 @@ func (ix *index[K, V]) getOrCreate(k K, h uint64) *entry[K, V] {
 	if e := tab.find(k, h); e != nil {
 		return e
 	}
+	if u, ok := ix.denseKey(k); ok && u < min(2*uint64(ix.mu.n+ix.mu.nDense+denseChunk), denseMax) {
+		e := ix.denseEntryLocked(u)
+		if !e.live.Load() {
+			e.key, e.hash = k, h
+			e.v.Init(ix.group)
+			e.live.Store(true)
+			ix.mu.nDense++
+		}
+		return e
+	}
 	if (ix.mu.n+1)*2 > len(tab.s) {
 		tab = ix.rebuildLocked(tab, true)
 	}
@@ -137,6 +192,55 @@ func (t *slots[K, V]) insert(e *entry[K, V]) {
 			return
 		}
 	}
+}
+
+// denseKey returns k as an unsigned integer, for the dense layout, if K is
+// an integer type. A negative key reads as a huge one, so it never goes
+// dense.
+func (ix *index[K, V]) denseKey(k K) (uint64, bool) {
+	p := unsafe.Pointer(&k)
+	switch ix.keys {
+	case keyInt8:
+		return *(*uint64)(p), true
+	case keyInt4:
+		return uint64(*(*uint32)(p)), true
+	case keyInt2:
+		return uint64(*(*uint16)(p)), true
+	case keyInt1:
+		return uint64(*(*uint8)(p)), true
+	}
+	return 0, false
+}
+
+// denseEntryLocked returns the in-place entry of dense key u, growing the
+// directory and allocating its chunk as needed.
+// REQUIRES: ix.mu held, u < denseMax.
+func (ix *index[K, V]) denseEntryLocked(u uint64) *entry[K, V] {
+	ci := int(u >> denseShift)
+	d := ix.dense.Load()
+	if d == nil || ci >= len(d.chunks) {
+		n := 16
+		if d != nil {
+			n = 2 * len(d.chunks)
+		}
+		for n <= ci {
+			n *= 2
+		}
+		nd := &denseDir[K, V]{chunks: make([]atomic.Pointer[chunk[K, V]], n)}
+		if d != nil {
+			for i := range d.chunks {
+				nd.chunks[i].Store(d.chunks[i].Load())
+			}
+		}
+		ix.dense.Store(nd)
+		d = nd
+	}
+	c := d.chunks[ci].Load()
+	if c == nil {
+		c = new(chunk[K, V])
+		d.chunks[ci].Store(c)
+	}
+	return &c[u&(denseChunk-1)]
 }
 
 // entryBlock is how many entries newEntry allocates at once: one
@@ -165,7 +269,7 @@ func (ix *index[K, V]) deletedCommitted(n int) {
 		return
 	}
 	ix.mu.Lock()
-	if d := ix.deleted.Load(); d >= 32 && int(d)*2 >= ix.mu.n {
+	if d := ix.deleted.Load(); d >= 32 && int(d)*2 >= ix.mu.n && ix.mu.n > 0 {
 		ix.rebuildLocked(ix.tab.Load(), false)
 	}
 	ix.mu.Unlock()
@@ -226,6 +330,19 @@ func (ix *index[K, V]) each(fn func(*entry[K, V]) bool) {
 	for i := range tab.s {
 		if e := tab.s[i].e.Load(); e != nil && !fn(e) {
 			return
+		}
+	}
+	if d := ix.dense.Load(); d != nil {
+		for i := range d.chunks {
+			c := d.chunks[i].Load()
+			if c == nil {
+				continue
+			}
+			for j := range c {
+				if e := &c[j]; e.live.Load() && !fn(e) {
+					return
+				}
+			}
 		}
 	}
 }

@@ -52,7 +52,7 @@ func TestAbsentGetsCreateNoRecords(t *testing.T) {
 }
 
 // TestDeletedRecordsReclaimed: after inserting and deleting many keys the
-// index shrinks back, so Len of the emptied table walks a small table.
+// index shrinks back (negative keys: they stay in the hash index), so Len of the emptied table walks a small table.
 func TestDeletedRecordsReclaimed(t *testing.T) {
 	db, _ := stm.Open(nil)
 	tb, err := New[int, int](db, "churn")
@@ -66,7 +66,7 @@ func TestDeletedRecordsReclaimed(t *testing.T) {
 	for i := 0; i < n; i += batch {
 		require.NoError(t, db.Run(ctx, func(tx *stm.Tx) error {
 			for k := i; k < i+batch; k++ {
-				tb.Put(tx, k, k)
+				tb.Put(tx, -k, k)
 			}
 			return nil
 		}))
@@ -75,7 +75,7 @@ func TestDeletedRecordsReclaimed(t *testing.T) {
 	for i := 0; i < n; i += batch {
 		require.NoError(t, db.Run(ctx, func(tx *stm.Tx) error {
 			for k := i; k < i+batch; k++ {
-				require.True(t, tb.Delete(tx, k))
+				require.True(t, tb.Delete(tx, -k))
 			}
 			return nil
 		}))
@@ -93,6 +93,10 @@ func TestDeletedRecordsReclaimed(t *testing.T) {
 	runtime.KeepAlive(tb)
 }
 
+// Keys far from zero stay in the hash index, whose records are reclaimed
+// (small integer keys go to the dense layout, whose records are not).
+const far1, far2 = 1 << 40, 1<<40 + 1
+
 // TestRetiredRecordRerunsItsReader: a rebuild that drops a record a
 // running transaction read leaves that transaction correct: its write goes
 // to the record the index holds, and a read of the dropped record reruns.
@@ -101,12 +105,12 @@ func TestRetiredRecordRerunsItsReader(t *testing.T) {
 	tb, err := New[int, int](db, "retire")
 	require.NoError(t, err)
 	ctx := context.Background()
-	require.NoError(t, db.Run(ctx, func(tx *stm.Tx) error { tb.Put(tx, 1, 1); return nil }))
-	require.NoError(t, db.Run(ctx, func(tx *stm.Tx) error { tb.Delete(tx, 1); return nil }))
+	require.NoError(t, db.Run(ctx, func(tx *stm.Tx) error { tb.Put(tx, far1, 1); return nil }))
+	require.NoError(t, db.Run(ctx, func(tx *stm.Tx) error { tb.Delete(tx, far1); return nil }))
 	attempts := 0
 	require.NoError(t, db.Run(ctx, func(tx *stm.Tx) error {
 		attempts++
-		_, ok := tb.Get(tx, 1) // reads the deleted record
+		_, ok := tb.Get(tx, far1) // reads the deleted record
 		if attempts == 1 {
 			done := make(chan struct{})
 			go func() {
@@ -118,17 +122,17 @@ func TestRetiredRecordRerunsItsReader(t *testing.T) {
 			<-done
 		}
 		if !ok {
-			tb.Put(tx, 1, 10+attempts)
+			tb.Put(tx, far1, 10+attempts)
 		}
 		return nil
 	}))
-	v, err := stm.RunValue(ctx, db, func(tx *stm.Tx) (int, error) { v, _ := tb.Get(tx, 1); return v, nil })
+	v, err := stm.RunValue(ctx, db, func(tx *stm.Tx) (int, error) { v, _ := tb.Get(tx, far1); return v, nil })
 	require.NoError(t, err)
 	assert.Equal(t, 10+attempts, v, "the write landed in the record the index holds")
 	assert.Equal(t, 1, tb.ix.mu.n)
 
 	// A record held across the rebuild and read after it reruns the attempt.
-	e := tb.ix.getOrCreate(2, tb.ix.hash(2))
+	e := tb.ix.getOrCreate(far2, tb.ix.hash(far2))
 	tb.ix.mu.Lock()
 	tb.ix.rebuildLocked(tb.ix.tab.Load(), false)
 	tb.ix.mu.Unlock()

@@ -49,7 +49,8 @@ type bucket struct {
 	n      int
 }
 
-const chunkSize = 128
+// chunkSize is the default SweepBatch, so that a full chunk is one sweep.
+const chunkSize = 256
 
 func newExpiryIndex(width time.Duration) *expiryIndex {
 	ix := &expiryIndex{width: int64(width), wake: make(chan struct{}, 1)}
@@ -123,26 +124,31 @@ func (ix *expiryIndex) popDue(now int64, max int) (b int64, keys []string) {
 		return 0, nil
 	}
 	bk := ix.mu.buckets[b]
-	if len(bk.chunks) == 1 && bk.n <= max {
-		// The whole bucket is one chunk: hand it over as it is.
-		keys = bk.chunks[0]
+	// Take whole chunks from the end while they fit, so that the remaining
+	// chunks stay as they are. One chunk (a full one is SweepBatch keys by
+	// default) is handed over as it is; several are copied into one slice.
+	last := len(bk.chunks) - 1
+	if c := bk.chunks[last]; len(c) > max {
+		// Copy the keys out of the tail: later adds may reuse it.
+		keys = append([]string(nil), c[len(c)-max:]...)
+		clear(c[len(c)-max:])
+		bk.chunks[last] = c[:len(c)-max]
 	} else {
-		// Take from the end, so that the remaining chunks stay as they
-		// are; copy the keys out because later adds may reuse the tail.
-		keys = make([]string, 0, min(max, bk.n))
-		for len(keys) < max && len(bk.chunks) > 0 {
-			last := len(bk.chunks) - 1
-			c := bk.chunks[last]
-			take := min(len(c), max-len(keys))
-			keys = append(keys, c[len(c)-take:]...)
-			clear(c[len(c)-take:])
-			if take == len(c) {
-				bk.chunks[last] = nil
-				bk.chunks = bk.chunks[:last]
-			} else {
-				bk.chunks[last] = c[:len(c)-take]
+		first, n := last, len(c)
+		for first > 0 && n+len(bk.chunks[first-1]) <= max {
+			first--
+			n += len(bk.chunks[first])
+		}
+		if first == last {
+			keys = c
+		} else {
+			keys = make([]string, 0, n)
+			for _, c := range bk.chunks[first:] {
+				keys = append(keys, c...)
 			}
 		}
+		clear(bk.chunks[first:])
+		bk.chunks = bk.chunks[:first]
 	}
 	bk.n -= len(keys)
 	ix.mu.n -= len(keys)

@@ -1,10 +1,12 @@
 package idem
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestExpiryIndexOrder(t *testing.T) {
@@ -74,4 +76,52 @@ func TestCodecRoundTrip(t *testing.T) {
 	b, _ := codec{}.Marshal(token{state: linked, refLen: 10, data: "short"})
 	var got token
 	assert.ErrorIs(t, codec{}.Unmarshal(b, &got), errCorrupt)
+}
+
+// TestExpiryIndexChunks: a bucket of many keys, popped in batches smaller
+// and larger than its chunks while keys keep arriving, gives every key
+// exactly once, and a batch handed out is never overwritten by later adds.
+func TestExpiryIndexChunks(t *testing.T) {
+	ix := newExpiryIndex(10)
+	want := map[string]bool{}
+	next := 0
+	add := func(n int) {
+		for range n {
+			k := fmt.Sprint("k", next)
+			next++
+			want[k] = true
+			ix.add(k, 15) // bucket 1
+		}
+	}
+	add(1000)
+	got := map[string]bool{}
+	var batches [][]string
+	var copies [][]string
+	for i, max := range []int{256, 100, 600, 1, 300, 5000} {
+		_, ks := ix.popDue(20, max)
+		require.LessOrEqual(t, len(ks), max)
+		require.NotEmpty(t, ks, "batch %d", i)
+		batches = append(batches, ks)
+		copies = append(copies, slices.Clone(ks))
+		for _, k := range ks {
+			require.False(t, got[k], "%s popped twice", k)
+			got[k] = true
+		}
+		add(37) // arrivals between batches
+	}
+	for {
+		_, ks := ix.popDue(20, 256)
+		if len(ks) == 0 {
+			break
+		}
+		for _, k := range ks {
+			require.False(t, got[k], "%s popped twice", k)
+			got[k] = true
+		}
+	}
+	assert.Equal(t, want, got)
+	assert.Equal(t, 0, ix.len())
+	for i := range batches {
+		assert.Equal(t, copies[i], batches[i], "batch %d changed after it was handed out", i)
+	}
 }

@@ -17,8 +17,8 @@ import (
 // The index is derived, in-memory state. Keys are added when the
 // transaction that wrote their token has committed (by its txState's End),
 // after the token is visible, so the sweeper never looks for a token before
-// its transaction committed. A durable
-// Tokens rebuilds it from the loaded tokens when it opens.
+// its transaction committed. A durable Tokens rebuilds it from the loaded
+// tokens when it opens.
 //
 // Rejected design: an index table keyed by (expiry, key) in the same
 // transaction. The in-memory table has no ordered scan, and a shared

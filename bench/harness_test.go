@@ -109,3 +109,26 @@ func TestMedian(t *testing.T) {
 		}
 	}
 }
+
+// TestBrokenEngineFails: an engine whose transactions fail or whose
+// invariant breaks makes the measurement fail, so a broken engine cannot
+// print a fast row.
+func TestBrokenEngineFails(t *testing.T) {
+	ok := &contender{name: "ok", op: func(*worker) error { return nil }}
+	failing := &contender{name: "failing", op: func(*worker) error { return errInconsistent }}
+	ss, err := measureRounds("test", []*contender{ok, failing}, 2, time.Millisecond, 1, []string{"ok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := failedErr("test", ss); err == nil || !strings.Contains(err.Error(), "failing") {
+		t.Fatalf("failedErr = %v, want the failing engine named", err)
+	}
+	if ss[1].ratio["ok"] <= 0 || ss[0].ratio["ok"] != 1 {
+		t.Fatalf("ratios %v and %v, want positive and exactly 1 for the anchor", ss[1].ratio, ss[0].ratio)
+	}
+	broken := &contender{name: "broken", op: func(*worker) error { return nil },
+		check: func() error { return errInconsistent }}
+	if _, err := measureRounds("test", []*contender{ok, broken}, 1, time.Millisecond, 1, nil); err == nil {
+		t.Fatal("a failed check did not fail the measurement")
+	}
+}

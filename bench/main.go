@@ -207,8 +207,9 @@ func run(d time.Duration, count int, workloadF, enginesF, gorsF, procsF, account
 		}
 		defer pprof.StopCPUProfile()
 	}
-	fmt.Fprintf(c.w, "bench of zest at %s, %s, %s %s/%s, %d CPUs\n",
-		checkout(), time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
+	fmt.Fprintf(c.w, "bench of zest at %s, %s, %s %s/%s, %d CPUs, load average %s; command: `cd bench && go run . %s`\n",
+		checkout(), time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(),
+		loadAverage(), strings.Join(os.Args[1:], " "))
 	start := time.Now()
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	for _, p := range procs {
@@ -239,6 +240,19 @@ func checkout() string {
 		s += " + uncommitted changes in stm/, table/ or internal/"
 	}
 	return s
+}
+
+// loadAverage is the 1-minute load average (Linux), "unknown" elsewhere:
+// on a shared machine it says how much of each window other processes took.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "unknown"
 }
 
 func ints(s string) ([]int, error) {

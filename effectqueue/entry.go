@@ -1,7 +1,6 @@
 package effectqueue
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -71,60 +70,63 @@ func encode(r *record) ([]byte, error) {
 // number. Enqueue calls it in the body, so that the commit sequencer only
 // adds the header (see encodeStaged).
 func encodeBody(e *Entry) ([]byte, int) {
-	var buf bytes.Buffer
-	enc := msgpack.NewEncoder(&buf)
+	size := len(e.Kind) + len(e.Key) + len(e.Payload) + 32
+	for k, v := range e.Meta {
+		size += len(k) + len(v) + 10
+	}
+	b := make([]byte, 0, size)
 	n := 1
-	_ = enc.EncodeString("k")
-	_ = enc.EncodeString(e.Kind)
+	b = appendStr(b, "k")
+	b = appendStr(b, e.Kind)
 	if e.Key != "" {
 		n++
-		_ = enc.EncodeString("y")
-		_ = enc.EncodeString(e.Key)
+		b = appendStr(b, "y")
+		b = appendStr(b, e.Key)
 	}
 	if len(e.Payload) > 0 {
 		n++
-		_ = enc.EncodeString("p")
-		_ = enc.EncodeBytes(e.Payload)
+		b = appendStr(b, "p")
+		b = appendBin(b, e.Payload)
 	}
 	if len(e.Meta) > 0 {
 		n++
-		_ = enc.EncodeString("m")
-		_ = enc.EncodeMapLen(len(e.Meta))
+		b = appendStr(b, "m")
+		b = appendMapLen(b, len(e.Meta))
 		keys := make([]string, 0, len(e.Meta))
 		for k := range e.Meta {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
 		for _, k := range keys {
-			_ = enc.EncodeString(k)
-			_ = enc.EncodeString(e.Meta[k])
+			b = appendStr(b, k)
+			b = appendStr(b, e.Meta[k])
 		}
 	}
-	return buf.Bytes(), n
+	return b, n
 }
 
 // encodeStaged completes a record: a map of the version, operation id and
 // commit time, followed by the pre-encoded body pairs. The result decodes
 // like any record.
 func encodeStaged(opID string, t int64, body []byte, fields int) []byte {
-	var buf bytes.Buffer
-	buf.Grow(len(body) + len(opID) + 24)
-	enc := msgpack.NewEncoder(&buf)
-	_ = enc.EncodeMapLen(3 + fields)
-	_ = enc.EncodeString("v")
-	_ = enc.EncodeUint8(formatVersion)
-	_ = enc.EncodeString("o")
-	_ = enc.EncodeString(opID)
-	_ = enc.EncodeString("t")
-	_ = enc.EncodeInt(t)
-	buf.Write(body)
-	return buf.Bytes()
+	b := make([]byte, 0, len(body)+len(opID)+32)
+	b = appendMapLen(b, 3+fields)
+	b = appendStr(b, "v")
+	b = append(b, 0xcc, formatVersion) // uint8
+	b = appendStr(b, "o")
+	b = appendStr(b, opID)
+	b = appendStr(b, "t")
+	b = appendInt64(b, t)
+	return append(b, body...)
 }
 
 func decode(seq uint64, b []byte) (record, error) {
 	var r record
-	if err := msgpack.Unmarshal(b, &r); err != nil {
-		return r, fmt.Errorf("%w: seq %d: %v", ErrCorrupt, seq, err)
+	if !decodeFast(b, &r) {
+		r = record{}
+		if err := msgpack.Unmarshal(b, &r); err != nil {
+			return r, fmt.Errorf("%w: seq %d: %v", ErrCorrupt, seq, err)
+		}
 	}
 	if r.V == 0 || r.V > formatVersion {
 		return r, fmt.Errorf("%w: seq %d: format version %d, this build reads up to %d", ErrCorrupt, seq, r.V, formatVersion)

@@ -36,7 +36,7 @@ func TestRemovalModel(t *testing.T) {
 	dead := map[uint64]bool{}
 	retry := map[uint64]int{}
 	var head uint64
-	steps := 200
+	steps := 150
 	if testing.Short() {
 		steps = 80
 	}

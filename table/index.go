@@ -14,15 +14,18 @@ import (
 // entry is one key's record. Entries are created when a key is first
 // written and dropped again (see index.rebuildLocked) once they are absent:
 // a Get of a key with no entry records a read of the key's stripe instead.
+//
+// The record comes first and the key right after it: with an 8-byte key an
+// entry is 64 bytes, and entries live in arrays whose size class keeps
+// them aligned, so a lookup and a read of the value touch one cache line.
 type entry[K comparable, V any] struct {
-	key  K
-	hash uint64
+	v   stm.Var[V]
+	key K
 	// dropped is set while a rebuild decides whether to drop the entry:
 	// a lookup that finds it set waits for the rebuild and looks again.
 	dropped atomic.Bool
 	// live is set once a dense entry (see dense) holds its key.
 	live atomic.Bool
-	v    stm.Var[V]
 }
 
 // The dense layout. Integer keys are often small and close together (item
@@ -166,28 +169,28 @@ func (ix *index[K, V]) getOrCreate(k K, h uint64) *entry[K, V] {
 	if u, ok := ix.denseKey(k); ok && u < min(2*uint64(ix.mu.n+ix.mu.nDense+denseChunk), denseMax) {
 		e := ix.denseEntryLocked(u)
 		if !e.live.Load() {
-			e.key, e.hash = k, h
+			e.key = k
 			e.v.Init(ix.group)
 			e.live.Store(true)
 			ix.mu.nDense++
 		}
 		return e
 	}
-	if (ix.mu.n+1)*2 > len(tab.s) {
+	if full(ix.mu.n, len(tab.s)) {
 		tab = ix.rebuildLocked(tab, true)
 	}
 	e := ix.newEntry()
-	e.key, e.hash = k, h
+	e.key = k
 	e.v.Init(ix.group)
-	tab.insert(e)
+	tab.insert(e, h)
 	ix.mu.n++
 	return e
 }
 
-func (t *slots[K, V]) insert(e *entry[K, V]) {
-	for i := e.hash & t.mask; ; i = (i + 1) & t.mask {
+func (t *slots[K, V]) insert(e *entry[K, V], h uint64) {
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
 		if s := &t.s[i]; s.e.Load() == nil {
-			s.hash.Store(e.hash)
+			s.hash.Store(h)
 			s.e.Store(e)
 			return
 		}
@@ -243,6 +246,12 @@ func (ix *index[K, V]) denseEntryLocked(u uint64) *entry[K, V] {
 	return &c[u&(denseChunk-1)]
 }
 
+// full reports whether a table of size slots holding n entries must grow
+// before one more goes in: past three quarters. A rebuild leaves it at most
+// half full. Probes stay short because a slot holds its entry's hash: a
+// probe past other keys reads 16 bytes, four to a cache line.
+func full(n, size int) bool { return (n+1)*4 > 3*size }
+
 // entryBlock is how many entries newEntry allocates at once: one
 // allocation serves many inserts, and entries inserted together sit
 // together in memory. An entry keeps its whole block alive; a block whose
@@ -277,7 +286,7 @@ func (ix *index[K, V]) deletedCommitted(n int) {
 
 // rebuildLocked drops the absent entries of old and swaps in a table sized
 // for what is left: at least twice the entries, so that the next rebuild
-// comes after as many inserts as there are entries. With forInsert, room
+// comes after half as many inserts as there are entries. With forInsert, room
 // for one more entry is guaranteed.
 // REQUIRES: ix.mu held.
 //
@@ -288,7 +297,11 @@ func (ix *index[K, V]) deletedCommitted(n int) {
 func (ix *index[K, V]) rebuildLocked(old *slots[K, V], forInsert bool) *slots[K, V] {
 	ix.rebuilding.Store(true)
 	defer ix.rebuilding.Store(false)
-	kept := make([]*entry[K, V], 0, ix.mu.n)
+	type keptEntry struct {
+		e *entry[K, V]
+		h uint64
+	}
+	kept := make([]keptEntry, 0, ix.mu.n)
 	for i := range old.s {
 		e := old.s[i].e.Load()
 		if e == nil {
@@ -299,18 +312,18 @@ func (ix *index[K, V]) rebuildLocked(old *slots[K, V], forInsert bool) *slots[K,
 			continue
 		}
 		e.dropped.Store(false)
-		kept = append(kept, e)
+		kept = append(kept, keptEntry{e, old.s[i].hash.Load()})
 	}
 	n := minSlots
-	for n < 4*(len(kept)+1) {
+	for n < 2*(len(kept)+1) {
 		n *= 2
 	}
-	if forInsert && n < len(old.s) && (len(kept)+1)*2 > n {
+	if forInsert && n < len(old.s) && full(len(kept), n) {
 		n = len(old.s)
 	}
 	tab := &slots[K, V]{mask: uint64(n - 1), s: make([]slot[K, V], n)}
-	for _, e := range kept {
-		tab.insert(e)
+	for _, k := range kept {
+		tab.insert(k.e, k.h)
 	}
 	ix.mu.n = len(kept)
 	ix.deleted.Store(0)

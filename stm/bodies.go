@@ -1,6 +1,7 @@
 package stm
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -25,6 +26,9 @@ import (
 // returns it to the DB's pool.
 type bodies struct {
 	slots [bodySlots]bodySlot
+	// flushed is each slot's count of first-attempt commits moved out of
+	// its word.
+	flushed [bodySlots]atomic.Uint64
 
 	overflowN atomic.Int64
 	mu        struct {
@@ -34,18 +38,29 @@ type bodies struct {
 }
 
 // bodySlot is one goroutine's place in bodies.
+//
+// Its word w holds the holder's goroutine in the low 48 bits (0 when the
+// slot is free) and, above them, a count of the transactions that committed
+// at their first attempt while holding it. The count rides on the store
+// that frees the slot, so counting a commit costs no locked instruction of
+// its own. When the count fills its bits, the holder moves it to flushed:
+// it marks the word (flushing), adds to flushed, and clears the count.
+// Stats reads a slot's count as flushed plus the word's, retrying while a
+// move is under way, so the sum it sees never goes down.
 type bodySlot struct {
-	g atomic.Uintptr
+	w atomic.Uint64
 	// t is the transaction state the slot lends; only the goroutine that
 	// holds the slot touches it (taking and freeing the slot order the
 	// accesses).
 	t *txn
-	// commits counts the transactions that committed at their first
-	// attempt while holding this slot. Only the holder writes it (a load
-	// and a store, no locked instruction, on a cache line the slot's
-	// compare-and-swap already owns); Stats adds the slots up.
-	commits atomic.Uint64
 }
+
+const (
+	holderBits = 48
+	holderMask = 1<<holderBits - 1
+	countMax   = 1<<15 - 1
+	flushing   = 1 << 63
+)
 
 const (
 	bodySlots  = 256
@@ -62,14 +77,15 @@ func (b *bodies) enter(g uintptr) (slot int, nested bool) {
 	h := bodyHash(g)
 	for {
 		free := -1
+		var fv uint64
 		for i := uint(0); i < bodyWindow; i++ {
 			s := int((h + i) % bodySlots)
-			v := b.slots[s].g.Load()
-			if v == g {
+			v := b.slots[s].w.Load()
+			if v&holderMask == uint64(g) {
 				return 0, true
 			}
-			if v == 0 && free < 0 {
-				free = s
+			if v&holderMask == 0 && free < 0 {
+				free, fv = s, v
 			}
 		}
 		if b.overflowN.Load() > 0 {
@@ -80,7 +96,7 @@ func (b *bodies) enter(g uintptr) (slot int, nested bool) {
 				return 0, true
 			}
 		}
-		if free < 0 {
+		if free < 0 || uint64(g) > holderMask {
 			b.mu.Lock()
 			if b.mu.overflow == nil {
 				b.mu.overflow = make(map[uintptr]struct{})
@@ -90,19 +106,53 @@ func (b *bodies) enter(g uintptr) (slot int, nested bool) {
 			b.mu.Unlock()
 			return -1, false
 		}
-		if b.slots[free].g.CompareAndSwap(0, g) {
+		if b.slots[free].w.CompareAndSwap(fv, fv|uint64(g)) {
 			return free, false
 		}
 	}
 }
 
-// exit releases what enter took.
-func (b *bodies) exit(g uintptr, slot int) {
-	if slot >= 0 {
-		b.slots[slot].g.Store(0)
+// exit releases what enter took; committed counts a first-attempt commit
+// in the slot.
+func (b *bodies) exit(g uintptr, slot int, committed bool) {
+	if slot < 0 {
+		b.exitOverflow(g)
 		return
 	}
-	b.exitOverflow(g)
+	s := &b.slots[slot]
+	n := s.w.Load() >> holderBits // the holder's own word: no flushing bit
+	if committed {
+		n++
+	}
+	if n < countMax {
+		s.w.Store(n << holderBits)
+		return
+	}
+	s.w.Store(flushing | n<<holderBits | uint64(g))
+	b.flushed[slot].Add(n)
+	s.w.Store(0)
+}
+
+// commits returns the first-attempt commits counted in the slots.
+func (b *bodies) commits() uint64 {
+	var sum uint64
+	for i := range b.slots {
+		w := &b.slots[i].w
+		for {
+			w1 := w.Load()
+			if w1&flushing != 0 {
+				runtime.Gosched()
+				continue
+			}
+			f1 := b.flushed[i].Load()
+			w2 := w.Load()
+			if w1 == w2 && f1 == b.flushed[i].Load() {
+				sum += f1 + w1>>holderBits
+				break
+			}
+		}
+	}
+	return sum
 }
 
 // take returns the transaction state for a Run that entered with slot.
@@ -123,7 +173,7 @@ func (db *DB) detach(g uintptr, slot int) {
 	if slot >= 0 {
 		db.bodies.slots[slot].t = nil
 	}
-	db.bodies.exit(g, slot)
+	db.bodies.exit(g, slot, false)
 }
 
 func (b *bodies) exitOverflow(g uintptr) {

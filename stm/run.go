@@ -43,7 +43,8 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 	if nested {
 		return ErrNestedRun
 	}
-	held := true // the body slot, and t with it
+	held := true     // the body slot, and t with it
+	counted := false // a first-attempt commit, counted in the slot
 	t := db.take(slot)
 	t.ctx = ctx
 	tx := t.newHandle(g)
@@ -53,7 +54,7 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 		t.reset()
 		t.ctx = nil
 		if held {
-			db.bodies.exit(g, slot)
+			db.bodies.exit(g, slot, counted)
 		} else {
 			db.pool.Put(t)
 		}
@@ -136,8 +137,7 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 			return err
 		}
 		if attempt == 1 && held && slot >= 0 {
-			c := &db.bodies.slots[slot].commits
-			c.Store(c.Load() + 1)
+			counted = true
 		} else {
 			db.stats.commit(attempt)
 		}

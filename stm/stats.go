@@ -125,9 +125,7 @@ func (db *DB) Stats() Stats {
 	for i := range hist {
 		hist[i] = s.attempts[i].Load()
 	}
-	for i := range db.bodies.slots {
-		hist[1] += db.bodies.slots[i].commits.Load()
-	}
+	hist[1] += db.bodies.commits()
 	if hist[1] > 0 && st.AttemptsMax == 0 {
 		st.AttemptsMax = 1
 	}

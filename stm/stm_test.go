@@ -415,3 +415,45 @@ func TestTxUsedFromAnotherGoroutine(t *testing.T) {
 	assert.ErrorIs(t, gotErr, stm.ErrTxDone)
 	assert.Equal(t, 0, load(t, db, v))
 }
+
+// TestCommitCountMonotonic: first-attempt commits are counted in the body
+// slots and moved out when a slot's count fills; Stats never sees the count
+// go down while that happens, and ends exact.
+func TestCommitCountMonotonic(t *testing.T) {
+	db := open(t, nil)
+	v := stm.NewVar(nil, 0)
+	const n = 70_000 // more than two moves of one slot's count
+	stop := make(chan struct{})
+	bad := make(chan string, 1)
+	go func() {
+		defer close(bad)
+		var last uint64
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			c := db.Stats().Commits
+			if c < last {
+				bad <- fmt.Sprintf("Commits went from %d to %d", last, c)
+				return
+			}
+			last = c
+		}
+	}()
+	ctx := context.Background()
+	for range n {
+		require.NoError(t, db.Run(ctx, func(tx *stm.Tx) error {
+			x, _ := v.Load(tx)
+			v.Store(tx, x+1)
+			return nil
+		}))
+	}
+	close(stop)
+	if msg, ok := <-bad; ok {
+		t.Fatal(msg)
+	}
+	assert.Equal(t, uint64(n), db.Stats().Commits)
+	assert.Equal(t, uint64(1), db.Stats().AttemptsMax)
+}

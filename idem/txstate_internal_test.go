@@ -26,15 +26,25 @@ var errRollback = errors.New("savepoint rolls back")
 // that transaction: the state is a cache of the transaction's own writes
 // and must never answer differently from the table. Sequences are long
 // enough to switch the state from a linear scan to its map. The seed is
-// printed; IDEM_OWN_SEED replays one.
+// printed; IDEM_OWN_SEED replays one, ZEST_STRESS=1 runs 50 seeds.
 func TestOwnWritesMirrorTable(t *testing.T) {
-	seed := rand.Uint64()
+	seeds := []uint64{rand.Uint64()}
 	if s := os.Getenv("IDEM_OWN_SEED"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
 		require.NoError(t, err)
-		seed = n
+		seeds = []uint64{n}
+	} else if os.Getenv("ZEST_STRESS") != "" {
+		for range 49 {
+			seeds = append(seeds, rand.Uint64())
+		}
 	}
-	t.Logf("seed %d (IDEM_OWN_SEED=%d replays it)", seed, seed)
+	for _, seed := range seeds {
+		t.Logf("seed %d (IDEM_OWN_SEED=%d replays it)", seed, seed)
+		ownWrites(t, seed)
+	}
+}
+
+func ownWrites(t *testing.T, seed uint64) {
 	r := rand.New(rand.NewPCG(seed, 0))
 	db, err := stm.Open(nil)
 	require.NoError(t, err)

@@ -286,15 +286,26 @@ func BenchmarkHooks(b *testing.B) {
 // exactly the items added outside rolled-back savepoints, Do hooks run for
 // the same ones, and OnRollback hooks run for the items added inside
 // rolled-back savepoints (and for all of them if the transaction rolls
-// back). The seed is printed; WHILECOMMIT_SEED replays one.
+// back). The seed is printed; WHILECOMMIT_SEED replays one, ZEST_STRESS=1
+// runs 50 seeds.
 func TestStateRandomNesting(t *testing.T) {
-	seed := rand.Uint64()
+	seeds := []uint64{rand.Uint64()}
 	if s := os.Getenv("WHILECOMMIT_SEED"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
 		require.NoError(t, err)
-		seed = n
+		seeds = []uint64{n}
+	} else if os.Getenv("ZEST_STRESS") != "" {
+		for range 49 {
+			seeds = append(seeds, rand.Uint64())
+		}
 	}
-	t.Logf("seed %d (WHILECOMMIT_SEED=%d replays it)", seed, seed)
+	for _, seed := range seeds {
+		t.Logf("seed %d (WHILECOMMIT_SEED=%d replays it)", seed, seed)
+		randomNesting(t, seed)
+	}
+}
+
+func randomNesting(t *testing.T, seed uint64) {
 	r := rand.New(rand.NewPCG(seed, 0))
 	db, _ := stm.Open(nil)
 	names := []string{"a", "b", "c"}

@@ -52,8 +52,16 @@ func (tx *Tx) Err() error {
 // may use it for diagnostics; it must not change what the body writes.
 func (tx *Tx) Attempt() int { return tx.live().attempt }
 
-// DB returns the database tx runs on.
-func (tx *Tx) DB() *DB { return tx.live().db }
+// DB returns the database tx runs on. It panics once the body has
+// returned; it does not check the goroutine (a DB is safe to share), so
+// that packages can check a Tx's DB for the price of two loads.
+func (tx *Tx) DB() *DB {
+	t := tx.t
+	if t == nil {
+		txDone()
+	}
+	return t.db
+}
 
 type readEntry struct {
 	c    *cell

@@ -12,7 +12,8 @@ import (
 // own outer transaction holds.
 //
 // A goroutine is identified by getg. It takes a slot in a small open
-// addressing table, probing a window of bodyWindow slots from its hash; a
+// addressing table, probing the aligned window of bodyWindow slots (two
+// cache lines) its hash picks; a
 // lookup scans the whole window (slots are freed in any order, so an empty
 // slot does not end the search). A goroutine that finds its window full goes
 // to the overflow map, under a mutex.
@@ -67,8 +68,10 @@ const (
 	bodyWindow = 8
 )
 
+// bodyHash returns the first slot of g's window: the top 8 bits of a
+// multiplicative hash (0..255), aligned down to a window.
 func bodyHash(g uintptr) uint {
-	return uint((uint64(g) * 0x9e3779b97f4a7c15) >> 56) // top 8 bits: 0..255
+	return uint((uint64(g)*0x9e3779b97f4a7c15)>>56) &^ (bodyWindow - 1)
 }
 
 // enter marks g as running a body. It returns the slot taken (-1 for the
@@ -79,7 +82,7 @@ func (b *bodies) enter(g uintptr) (slot int, nested bool) {
 		free := -1
 		var fv uint64
 		for i := uint(0); i < bodyWindow; i++ {
-			s := int((h + i) % bodySlots)
+			s := int(h | i)
 			v := b.slots[s].w.Load()
 			if v&holderMask == uint64(g) {
 				return 0, true

@@ -2,7 +2,7 @@
 # the engine comparison in bench/.
 GO ?= go
 
-.PHONY: test check minio chromium test386 stress bench bench-compare bench-saga bench-mover bench-scrape demo demo-saga demo-nats demo-payment
+.PHONY: test check minio chromium test386 stress bench bench-compare bench-targets bench-saga bench-mover bench-scrape demo demo-saga demo-nats demo-payment
 
 # MinIO is installed (built with go install, into .bin/) when missing: the
 # mover, example and stress tests run against a real server. Chromium (the
@@ -10,6 +10,7 @@ GO ?= go
 # tests also run built for 32-bit x86, where int is 4 bytes.
 test: check minio chromium
 	$(GO) test -race -count=1 -timeout 20m ./...
+	cd bench && $(GO) test -race -count=1 ./...
 	@scripts/test386.sh
 
 minio:
@@ -77,9 +78,14 @@ bench-scrape:
 	$(GO) test -run '^$$' -bench CommitsScrapeWindows -benchmem -benchtime 30x -count 3 ./metrics/
 	$(GO) test -run '^$$' -bench 'Scrape$$|DeadLetterCount' -benchmem -count 5 ./metrics/
 
-# The engine comparison (bench/ is its own module).
+# The engine comparison (bench/ is its own module), also written to
+# bench/results/bank.md.
 bench-compare:
-	cd bench && $(GO) run . -count 3
+	cd bench && $(GO) run . -count 3 -o results/bank.md
+
+# The three tables with issue 15's targets, more rounds (a few minutes).
+bench-targets:
+	cd bench && $(GO) run . -workload targets -count 9
 
 # Sagas: Zest against go-workflows on SQLite, 1/8/64 concurrent sagas.
 bench-saga:

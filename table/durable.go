@@ -110,7 +110,7 @@ func NewDurable[K comparable, V any](db *stm.DB, name string, opts *DurableOptio
 		if err := d.codec.Unmarshal(value, &v); err != nil {
 			return fmt.Errorf("table %q: value of key %v: %w", name, k, err)
 		}
-		e := t.ix.getOrCreate(k, t.ix.hash(k))
+		e := t.ix.getOrCreate(k)
 		stmx.InitVar(&e.v, t.ix.group, v)
 		d.loaded.Records++
 		d.loaded.Bytes += int64(len(key) + len(value))

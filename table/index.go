@@ -130,8 +130,8 @@ func (t *slots[K, V]) find(k K, h uint64) *entry[K, V] {
 	}
 }
 
-// lookup returns k's entry, or nil.
-func (ix *index[K, V]) lookup(k K, h uint64) *entry[K, V] {
+// lookup returns k's entry, or nil. A dense key is found without hashing.
+func (ix *index[K, V]) lookup(k K) *entry[K, V] {
 	if d := ix.dense.Load(); d != nil {
 		if u, ok := ix.denseKey(k); ok && u>>denseShift < uint64(len(d.chunks)) {
 			if c := d.chunks[u>>denseShift].Load(); c != nil {
@@ -141,6 +141,11 @@ func (ix *index[K, V]) lookup(k K, h uint64) *entry[K, V] {
 			}
 		}
 	}
+	return ix.lookupHashed(k, ix.hash(k))
+}
+
+// lookupHashed looks k up in the hash index.
+func (ix *index[K, V]) lookupHashed(k K, h uint64) *entry[K, V] {
 	e := ix.tab.Load().find(k, h)
 	if e != nil && e.dropped.Load() {
 		return ix.lookupSlow(k, h)
@@ -156,12 +161,13 @@ func (ix *index[K, V]) lookupSlow(k K, h uint64) *entry[K, V] {
 }
 
 // getOrCreate returns k's entry, creating an empty one if there is none.
-func (ix *index[K, V]) getOrCreate(k K, h uint64) *entry[K, V] {
-	if e := ix.lookup(k, h); e != nil {
+func (ix *index[K, V]) getOrCreate(k K) *entry[K, V] {
+	if e := ix.lookup(k); e != nil {
 		return e
 	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	h := ix.hash(k)
 	tab := ix.tab.Load()
 	if e := tab.find(k, h); e != nil {
 		return e

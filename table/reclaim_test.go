@@ -132,7 +132,7 @@ func TestRetiredRecordRerunsItsReader(t *testing.T) {
 	assert.Equal(t, 1, tb.ix.mu.n)
 
 	// A record held across the rebuild and read after it reruns the attempt.
-	e := tb.ix.getOrCreate(far2, tb.ix.hash(far2))
+	e := tb.ix.getOrCreate(far2)
 	tb.ix.mu.Lock()
 	tb.ix.rebuildLocked(tb.ix.tab.Load(), false)
 	tb.ix.mu.Unlock()

@@ -94,21 +94,23 @@ func stripeOf(h uint64) int { return int(h >> 57) } // top 7 bits: 0..127
 
 // find returns k's entry as of tx's snapshot, or nil if k has no record,
 // in which case the read of k's stripe is recorded.
-func (t *Table[K, V]) find(tx *stm.Tx, k K, h uint64) *entry[K, V] {
-	if e := t.ix.lookup(k, h); e != nil {
+func (t *Table[K, V]) find(tx *stm.Tx, k K) *entry[K, V] {
+	if e := t.ix.lookup(k); e != nil {
 		return e
 	}
 	// The stripe first, then the index again: an insert of k that the
 	// second lookup misses commits after the stripe read, and changes it.
-	stmx.Observe(tx, &t.stripes[stripeOf(h)])
-	return t.ix.lookup(k, h)
+	stmx.Observe(tx, &t.stripes[t.stripe(k)])
+	return t.ix.lookup(k)
 }
+
+// stripe returns the index of k's key-set stripe.
+func (t *Table[K, V]) stripe(k K) int { return stripeOf(t.ix.hash(k)) }
 
 // Get returns a private copy of k's value and whether k is present.
 func (t *Table[K, V]) Get(tx *stm.Tx, k K) (V, bool) {
 	t.check(tx)
-	h := t.ix.hash(k)
-	e := t.find(tx, k, h)
+	e := t.find(tx, k)
 	if e == nil {
 		var zero V
 		return zero, false
@@ -123,18 +125,16 @@ func (t *Table[K, V]) Get(tx *stm.Tx, k K) (V, bool) {
 // Has reports whether k is present.
 func (t *Table[K, V]) Has(tx *stm.Tx, k K) bool {
 	t.check(tx)
-	h := t.ix.hash(k)
-	e := t.find(tx, k, h)
+	e := t.find(tx, k)
 	return e != nil && e.v.Present(tx)
 }
 
 // Put sets k to a copy of v.
 func (t *Table[K, V]) Put(tx *stm.Tx, k K, v V) {
 	t.check(tx)
-	h := t.ix.hash(k)
-	e := t.ix.getOrCreate(k, h)
+	e := t.ix.getOrCreate(k)
 	if !e.v.Present(tx) {
-		t.stripes[stripeOf(h)].Store(tx, struct{}{})
+		t.stripes[t.stripe(k)].Store(tx, struct{}{})
 	}
 	e.v.Store(tx, t.copyOf(v))
 	if t.dur != nil {
@@ -145,12 +145,11 @@ func (t *Table[K, V]) Put(tx *stm.Tx, k K, v V) {
 // Delete removes k and reports whether it was present.
 func (t *Table[K, V]) Delete(tx *stm.Tx, k K) bool {
 	t.check(tx)
-	h := t.ix.hash(k)
-	e := t.find(tx, k, h)
+	e := t.find(tx, k)
 	if e == nil || !e.v.Present(tx) {
 		return false
 	}
-	t.stripes[stripeOf(h)].Store(tx, struct{}{})
+	t.stripes[t.stripe(k)].Store(tx, struct{}{})
 	e.v.Clear(tx)
 	if t.dur != nil {
 		var zero V

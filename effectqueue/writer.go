@@ -120,13 +120,19 @@ func (w *writer) run() {
 			// The committers the last write released are coming back,
 			// while others queued during that write. Without a pause the
 			// committers settle into two cohorts that alternate, each
-			// write carrying half of them. So wait, up to half a write's
-			// duration, until most of the released ones have queued too.
+			// write carrying half of them. So wait, up to one write's
+			// duration (at most maxGather), until all the released ones
+			// have queued too: each write's fsync costs about a
+			// millisecond of CPU on a small VM, so a fuller group saves
+			// CPU as well as a write. Measured at 64 committers against
+			// waiting for 3/4 of them for half a write (at most 500µs):
+			// 59 commits a write instead of 50 and a lower p99, in three
+			// interleaved rounds; at 8 committers, ~15% more commits/s.
 			// Under low load (released <= 1) nothing waits.
 			w.mu.Lock()
 			queued := len(w.mu.queue)
 			w.mu.Unlock()
-			w.gather(queued+released*3/4, min(lastWrite/2, maxGather))
+			w.gather(queued+released, min(lastWrite, maxGather))
 		}
 		w.mu.Lock()
 		group, closed, failed := w.mu.queue, w.mu.closed, w.mu.err != nil
@@ -159,7 +165,7 @@ func (w *writer) run() {
 }
 
 // maxGather bounds how long the writer waits to gather a group.
-const maxGather = 500 * time.Microsecond
+const maxGather = time.Millisecond
 
 // gather waits until at least want commits are queued, for at most d.
 func (w *writer) gather(want int, d time.Duration) {

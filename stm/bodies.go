@@ -12,8 +12,8 @@ import (
 // own outer transaction holds.
 //
 // A goroutine is identified by getg. It takes a slot in a small open
-// addressing table, probing the aligned window of bodyWindow slots (two
-// cache lines) its hash picks; a
+// addressing table, probing the aligned window of bodyWindow slots (one
+// cache line) its hash picks; a
 // lookup scans the whole window (slots are freed in any order, so an empty
 // slot does not end the search). A goroutine that finds its window full goes
 // to the overflow map, under a mutex.
@@ -65,7 +65,7 @@ const (
 
 const (
 	bodySlots  = 256
-	bodyWindow = 8
+	bodyWindow = 4
 )
 
 // bodyHash returns the first slot of g's window: the top 8 bits of a

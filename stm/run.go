@@ -43,33 +43,12 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 	if nested {
 		return ErrNestedRun
 	}
-	held := true     // the body slot, and t with it
-	counted := false // a first-attempt commit, counted in the slot
 	t := db.take(slot)
 	t.ctx = ctx
 	tx := t.newHandle(g)
-	defer func() {
-		tx.t = nil
-		t.leaveSerial()
-		t.reset()
-		t.ctx = nil
-		if held {
-			db.bodies.exit(g, slot, counted)
-		} else {
-			db.pool.Put(t)
-		}
-	}()
-	// leave ends the part of Run that must not be nested, and opens the
-	// serial gate: hooks and waits come after it. When there is nothing to
-	// wait for (the log, with waiting set, or a value read) and no hook to
-	// run, Run keeps its slot to the end.
-	leave := func(waiting bool) {
-		t.leaveSerial()
-		if held && (waiting || len(t.locals) > 0 || t.maxRead >= db.dur.oldestPending.Load()) {
-			held = false
-			db.detach(g, slot)
-		}
-	}
+	r := runState{db: db, t: t, tx: tx, g: g, slot: slot, held: true}
+	defer r.finish()
+	leave := r.leave
 	var last Cause
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 {
@@ -136,13 +115,52 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 			}
 			return err
 		}
-		if attempt == 1 && held && slot >= 0 {
-			counted = true
+		if attempt == 1 && r.held && slot >= 0 {
+			r.counted = true
 		} else {
 			db.stats.commit(attempt)
 		}
 		t.end(tx, true)
 		return nil
+	}
+}
+
+// runState is what Run must release however it ends.
+type runState struct {
+	db      *DB
+	t       *txn
+	tx      *Tx
+	g       uintptr
+	slot    int
+	held    bool // the body slot, and t with it
+	counted bool // a first-attempt commit, counted in the slot
+}
+
+// finish closes the handle, opens the serial gate if still closed, and
+// returns the slot, or the state to the pool if the slot went early.
+func (r *runState) finish() {
+	t := r.t
+	r.tx.t = nil
+	t.leaveSerial()
+	t.reset()
+	t.ctx = nil
+	if r.held {
+		r.db.bodies.exit(r.g, r.slot, r.counted)
+	} else {
+		r.db.pool.Put(t)
+	}
+}
+
+// leave ends the part of Run that must not be nested, and opens the
+// serial gate: hooks and waits come after it. When there is nothing to wait
+// for (the log, with waiting set, or a value read) and no hook to run, Run
+// keeps its slot to the end.
+func (r *runState) leave(waiting bool) {
+	t := r.t
+	t.leaveSerial()
+	if r.held && (waiting || len(t.locals) > 0 || t.maxRead >= r.db.dur.oldestPending.Load()) {
+		r.held = false
+		r.db.detach(r.g, r.slot)
 	}
 }
 

@@ -10,8 +10,9 @@ import (
 // Options configure a Mover. The zero value of each field selects its
 // default; a nil *Options selects every default.
 type Options struct {
-	// Concurrency is the number of ordering keys applied in parallel.
-	// Default 16.
+	// Concurrency is the number of workers, each applying one ordering
+	// key at a time (or, with a BatchSink, one batch of up to BatchSize
+	// keys). Default 16.
 	Concurrency int
 	// BatchSize is how many ordering keys a worker serves together with a
 	// sink that implements BatchSink (natssink does): their head entries

@@ -40,6 +40,8 @@ type Table[K comparable, V any] struct {
 	// stmx.Observe, which records the committed version even after the
 	// transaction's own insert, so the commit always validates them.
 	stripes [numStripes]stm.Var[struct{}]
+	// newDeletes is t.makeDeletes, bound once.
+	newDeletes func() seam.Local
 	dur     *durable[K, V] // nil unless the table is durable
 }
 
@@ -66,6 +68,7 @@ func New[K comparable, V any](db *stm.DB, name string) (*Table[K, V], error) {
 	for i := range t.stripes {
 		t.stripes[i].Init(g)
 	}
+	t.newDeletes = t.makeDeletes
 	return t, nil
 }
 
@@ -155,9 +158,13 @@ func (t *Table[K, V]) Delete(tx *stm.Tx, k K) bool {
 		var zero V
 		t.record(tx, k, zero, true)
 	}
-	stmx.Local(tx, &t.ix.deleted, func() seam.Local { return &deletes[K, V]{ix: t.ix} }).(*deletes[K, V]).n++
+	stmx.Local(tx, &t.ix.deleted, t.newDeletes).(*deletes[K, V]).n++
 	return true
 }
+
+// makeDeletes is the create function of a transaction's deletes: a method
+// value made once in New, so that a Delete allocates no closure.
+func (t *Table[K, V]) makeDeletes() seam.Local { return &deletes[K, V]{ix: t.ix} }
 
 // deletes counts a transaction's deletes from one table, so that the
 // index reclaims their records once they are committed.

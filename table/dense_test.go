@@ -100,7 +100,10 @@ func TestDenseKeyFirstInHash(t *testing.T) {
 		}))
 	}
 	require.NotNil(t, tb.ix.dense.Load().chunks[late>>denseShift].Load(), "the late key's chunk exists")
-	require.NoError(t, db.Run(ctx, func(tx *stm.Tx) error { tb.Update(tx, late, func(v int, _ bool) (int, bool) { return v + 1, true }); return nil }))
+	require.NoError(t, db.Run(ctx, func(tx *stm.Tx) error {
+		tb.Update(tx, late, func(v int, _ bool) (int, bool) { return v + 1, true })
+		return nil
+	}))
 	require.NoError(t, db.Run(ctx, func(tx *stm.Tx) error {
 		v, ok := tb.Get(tx, late)
 		assert.True(t, ok)

@@ -42,7 +42,7 @@ type Table[K comparable, V any] struct {
 	stripes [numStripes]stm.Var[struct{}]
 	// newDeletes is t.makeDeletes, bound once.
 	newDeletes func() seam.Local
-	dur     *durable[K, V] // nil unless the table is durable
+	dur        *durable[K, V] // nil unless the table is durable
 }
 
 // numStripes is the number of key-set stripes of a table. Inserts of

@@ -25,7 +25,13 @@
 //   - Memory follows the live keys: a Get of an absent key creates nothing,
 //     and the records of deleted keys are reclaimed (the index is rebuilt
 //     once they outnumber the live ones), so Len of an emptied table is
-//     fast again.
+//     fast again. The exception is the dense layout (below).
+//   - Integer keys that are small and close together (ids handed out in
+//     order: below twice the number of records when first written) are kept
+//     in place, in chunks of 512 records found through a small directory:
+//     a lookup reads one cache line, without hashing. Other keys (sparse
+//     player ids, negative numbers, strings) go to a hash index whose slots
+//     keep each key's hash, so a probe reads no other record.
 //   - Durable tables (NewDurable) commit in the same atomic write as the
 //     effect queue's entries, under the queue's key prefix, and are loaded
 //     on open. NewDurable refuses a value type that msgpack would not give
@@ -38,5 +44,8 @@
 //   - Scan visits keys in no particular order.
 //   - A rebuild of the index can make a transaction that read a reclaimed
 //     record rerun once.
+//   - Records of the dense layout are not reclaimed: a table that once held
+//     keys 0..N-1 keeps their chunks (about 64 bytes a key for 8-byte keys
+//     and values) after the keys are deleted, and Len and Scan walk them.
 //   - Tables made with New live in memory only.
 package table

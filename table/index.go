@@ -183,7 +183,7 @@ func (ix *index[K, V]) getOrCreate(k K) *entry[K, V] {
 		return e
 	}
 	if full(ix.mu.n, len(tab.s)) {
-		tab = ix.rebuildLocked(tab, true)
+		tab = ix.growLocked(tab)
 	}
 	e := ix.newEntry()
 	e.key = k
@@ -285,22 +285,18 @@ func (ix *index[K, V]) deletedCommitted(n int) {
 	}
 	ix.mu.Lock()
 	if d := ix.deleted.Load(); d >= 32 && int(d)*2 >= ix.mu.n && ix.mu.n > 0 {
-		ix.rebuildLocked(ix.tab.Load(), false)
+		ix.rebuildLocked(ix.tab.Load())
 	}
 	ix.mu.Unlock()
 }
 
 // rebuildLocked drops the absent entries of old and swaps in a table sized
-// for what is left: at least twice the entries, so that the next rebuild
-// comes after half as many inserts as there are entries. With forInsert, room
-// for one more entry is guaranteed.
+// for what is left: at least twice the entries. It runs after deletes
+// (deletedCommitted); a table that must grow doubles instead (growLocked).
+// It also drops records no commit ever wrote (an insert that rolled back
+// leaves one); an insert under way whose record it drops reruns once.
 // REQUIRES: ix.mu held.
-//
-// A rebuild for an insert keeps the records no commit ever wrote: they may
-// belong to inserts under way, and retiring them would make a transaction
-// that inserts more keys than the table holds rerun forever. A rebuild after
-// deletes drops them too (an insert that rolled back leaves one).
-func (ix *index[K, V]) rebuildLocked(old *slots[K, V], forInsert bool) *slots[K, V] {
+func (ix *index[K, V]) rebuildLocked(old *slots[K, V]) *slots[K, V] {
 	ix.rebuilding.Store(true)
 	defer ix.rebuilding.Store(false)
 	type keptEntry struct {
@@ -314,7 +310,7 @@ func (ix *index[K, V]) rebuildLocked(old *slots[K, V], forInsert bool) *slots[K,
 			continue
 		}
 		e.dropped.Store(true)
-		if stmx.Retire(&e.v, !forInsert) {
+		if stmx.Retire(&e.v, true) {
 			continue
 		}
 		e.dropped.Store(false)
@@ -324,15 +320,30 @@ func (ix *index[K, V]) rebuildLocked(old *slots[K, V], forInsert bool) *slots[K,
 	for n < 2*(len(kept)+1) {
 		n *= 2
 	}
-	if forInsert && n < len(old.s) && full(len(kept), n) {
-		n = len(old.s)
-	}
 	tab := &slots[K, V]{mask: uint64(n - 1), s: make([]slot[K, V], n)}
 	for _, k := range kept {
 		tab.insert(k.e, k.h)
 	}
 	ix.mu.n = len(kept)
 	ix.deleted.Store(0)
+	ix.tab.Store(tab)
+	return tab
+}
+
+// growLocked swaps in a table twice the size of old holding the same
+// entries. It reads only the slots (each keeps its entry's hash), never an
+// entry: at a million records each entry read is a cache miss, and a
+// growing table would pay several per insert. Absent records stay until a
+// rebuild after deletes (deletedCommitted) drops them.
+// REQUIRES: ix.mu held.
+func (ix *index[K, V]) growLocked(old *slots[K, V]) *slots[K, V] {
+	n := 2 * len(old.s)
+	tab := &slots[K, V]{mask: uint64(n - 1), s: make([]slot[K, V], n)}
+	for i := range old.s {
+		if e := old.s[i].e.Load(); e != nil {
+			tab.insert(e, old.s[i].hash.Load())
+		}
+	}
 	ix.tab.Store(tab)
 	return tab
 }

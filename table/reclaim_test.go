@@ -116,7 +116,7 @@ func TestRetiredRecordRerunsItsReader(t *testing.T) {
 			go func() {
 				defer close(done)
 				tb.ix.mu.Lock()
-				tb.ix.rebuildLocked(tb.ix.tab.Load(), false)
+				tb.ix.rebuildLocked(tb.ix.tab.Load())
 				tb.ix.mu.Unlock()
 			}()
 			<-done
@@ -134,7 +134,7 @@ func TestRetiredRecordRerunsItsReader(t *testing.T) {
 	// A record held across the rebuild and read after it reruns the attempt.
 	e := tb.ix.getOrCreate(far2)
 	tb.ix.mu.Lock()
-	tb.ix.rebuildLocked(tb.ix.tab.Load(), false)
+	tb.ix.rebuildLocked(tb.ix.tab.Load())
 	tb.ix.mu.Unlock()
 	attempts = 0
 	require.NoError(t, db.Run(ctx, func(tx *stm.Tx) error {

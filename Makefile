@@ -29,7 +29,8 @@ stress: minio
 	cd stress && CI=true $(GO) test -race -count=1 -timeout 60m -stress.duration=$(STRESS_DURATION)
 	CI=true ZEST_STRESS=1 $(GO) test -race -count=1 -timeout 60m -run 'TestCrashKill9' ./saga/
 	CI=true ZEST_STRESS=1 $(GO) test -race -count=1 -timeout 60m -run 'TestReadersNeverSeeLostValues' ./table/
-	CI=true ZEST_STRESS=1 $(GO) test -race -count=1 -timeout 30m -run 'Crash|Model' ./idem/
+	CI=true ZEST_STRESS=1 $(GO) test -race -count=1 -timeout 30m -run 'Crash|Model|OwnWrites' ./idem/
+	CI=true ZEST_STRESS=1 $(GO) test -race -count=1 -run 'RandomNesting' ./whilecommit/
 	CI=true ZEST_STRESS=1 $(GO) test -race -count=1 -timeout 30m -run TestCrashLoop ./effectqueue/
 
 # Static checks: formatting and vet, on the library and the bench module.

@@ -132,6 +132,14 @@ func (t *slots[K, V]) find(k K, h uint64) *entry[K, V] {
 
 // lookup returns k's entry, or nil. A dense key is found without hashing.
 func (ix *index[K, V]) lookup(k K) *entry[K, V] {
+	if e := ix.lookupDense(k); e != nil {
+		return e
+	}
+	return ix.lookupHashed(k, ix.hash(k))
+}
+
+// lookupDense returns k's entry if it lives in the dense layout.
+func (ix *index[K, V]) lookupDense(k K) *entry[K, V] {
 	if d := ix.dense.Load(); d != nil {
 		if u, ok := ix.denseKey(k); ok && u>>denseShift < uint64(len(d.chunks)) {
 			if c := d.chunks[u>>denseShift].Load(); c != nil {
@@ -141,7 +149,7 @@ func (ix *index[K, V]) lookup(k K) *entry[K, V] {
 			}
 		}
 	}
-	return ix.lookupHashed(k, ix.hash(k))
+	return nil
 }
 
 // lookupHashed looks k up in the hash index.
@@ -162,12 +170,15 @@ func (ix *index[K, V]) lookupSlow(k K, h uint64) *entry[K, V] {
 
 // getOrCreate returns k's entry, creating an empty one if there is none.
 func (ix *index[K, V]) getOrCreate(k K) *entry[K, V] {
-	if e := ix.lookup(k); e != nil {
+	if e := ix.lookupDense(k); e != nil {
+		return e
+	}
+	h := ix.hash(k)
+	if e := ix.lookupHashed(k, h); e != nil {
 		return e
 	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	h := ix.hash(k)
 	tab := ix.tab.Load()
 	if e := tab.find(k, h); e != nil {
 		return e

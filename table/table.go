@@ -98,13 +98,20 @@ func stripeOf(h uint64) int { return int(h >> 57) } // top 7 bits: 0..127
 // find returns k's entry as of tx's snapshot, or nil if k has no record,
 // in which case the read of k's stripe is recorded.
 func (t *Table[K, V]) find(tx *stm.Tx, k K) *entry[K, V] {
-	if e := t.ix.lookup(k); e != nil {
+	if e := t.ix.lookupDense(k); e != nil {
+		return e
+	}
+	h := t.ix.hash(k)
+	if e := t.ix.lookupHashed(k, h); e != nil {
 		return e
 	}
 	// The stripe first, then the index again: an insert of k that the
 	// second lookup misses commits after the stripe read, and changes it.
-	stmx.Observe(tx, &t.stripes[t.stripe(k)])
-	return t.ix.lookup(k)
+	stmx.Observe(tx, &t.stripes[stripeOf(h)])
+	if e := t.ix.lookupDense(k); e != nil {
+		return e
+	}
+	return t.ix.lookupHashed(k, h)
 }
 
 // stripe returns the index of k's key-set stripe.

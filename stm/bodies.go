@@ -59,8 +59,13 @@ type bodySlot struct {
 const (
 	holderBits = 48
 	holderMask = 1<<holderBits - 1
-	countMax   = 1<<15 - 1
-	flushing   = 1 << 63
+	countBits  = 14
+	countMask  = 1<<countBits - 1
+	countMax   = countMask
+	// inHooks marks a slot whose holder has left its body and runs its
+	// hooks: a Run a hook starts is not nested, and takes a slot of its own.
+	inHooks  = 1 << 62
+	flushing = 1 << 63
 )
 
 const (
@@ -85,6 +90,9 @@ func (b *bodies) enter(g uintptr) (slot int, nested bool) {
 			s := int(h | i)
 			v := b.slots[s].w.Load()
 			if v&holderMask == uint64(g) {
+				if v&inHooks != 0 {
+					continue // g's own slot, running hooks
+				}
 				return 0, true
 			}
 			if v&holderMask == 0 && free < 0 {
@@ -123,7 +131,7 @@ func (b *bodies) exit(g uintptr, slot int, committed bool) {
 		return
 	}
 	s := &b.slots[slot]
-	n := s.w.Load() >> holderBits // the holder's own word: no flushing bit
+	n := s.w.Load() >> holderBits & countMask // the holder's own word
 	if committed {
 		n++
 	}
@@ -150,7 +158,7 @@ func (b *bodies) commits() uint64 {
 			f1 := b.flushed[i].Load()
 			w2 := w.Load()
 			if w1 == w2 && f1 == b.flushed[i].Load() {
-				sum += f1 + w1>>holderBits
+				sum += f1 + w1>>holderBits&countMask
 				break
 			}
 		}
@@ -168,6 +176,14 @@ func (db *DB) take(slot int) *txn {
 		s.t = db.pool.Get().(*txn)
 	}
 	return s.t
+}
+
+// runHooks marks the slot as running hooks (see inHooks); exit clears it.
+func (b *bodies) runHooks(slot int) {
+	if slot >= 0 {
+		w := &b.slots[slot].w
+		w.Store(w.Load() | inHooks)
+	}
 }
 
 // detach frees the slot early: its state leaves with the Run, which returns

@@ -416,3 +416,50 @@ func TestOptionsEscalateAfterMaxAttempts(t *testing.T) {
 	require.NoError(t, err, "the default EscalateAfter follows a small MaxAttempts")
 	assert.Equal(t, 5, o.Options().EscalateAfter)
 }
+
+// TestRunFromHookKeepsSlotRules: a hook may start a transaction on its own
+// goroutine (the slot of the Run that ran it is marked as running hooks),
+// while a Run inside that transaction's body, or inside the first body, is
+// still nested; the same holds when the goroutine's slot window is full and
+// its Runs go to the overflow map.
+func TestRunFromHookKeepsSlotRules(t *testing.T) {
+	ctx := deadline(t)
+	for _, crowded := range []bool{false, true} {
+		t.Run(fmt.Sprintf("window-full=%v", crowded), func(t *testing.T) {
+			db, _ := Open(nil)
+			v := NewVar(nil, 0)
+			if crowded {
+				g := getg()
+				h := bodyHash(g)
+				for i := uint(0); i < bodyWindow; i++ {
+					db.bodies.slots[h|i].w.Store(uint64(0x1000 + 8*i)) // other goroutines
+				}
+				defer func() {
+					for i := uint(0); i < bodyWindow; i++ {
+						db.bodies.slots[h|i].w.Store(0)
+					}
+				}()
+			}
+			var fromHook, nestedInHookRun, nestedInBody error
+			require.NoError(t, db.Run(ctx, func(tx *Tx) error {
+				nestedInBody = db.Run(ctx, func(*Tx) error { return nil })
+				v.Store(tx, 1)
+				onEnd(tx, "hook", func(committed bool) {
+					fromHook = db.Run(ctx, func(tx *Tx) error {
+						nestedInHookRun = db.Run(ctx, func(*Tx) error { return nil })
+						x, _ := v.Load(tx)
+						v.Store(tx, x+1)
+						return nil
+					})
+				})
+				return nil
+			}))
+			assert.ErrorIs(t, nestedInBody, ErrNestedRun)
+			assert.NoError(t, fromHook)
+			assert.ErrorIs(t, nestedInHookRun, ErrNestedRun)
+			x, err := RunValue(ctx, db, func(tx *Tx) (int, error) { x, _ := v.Load(tx); return x, nil })
+			require.NoError(t, err)
+			assert.Equal(t, 2, x)
+		})
+	}
+}

@@ -152,15 +152,24 @@ func (r *runState) finish() {
 }
 
 // leave ends the part of Run that must not be nested, and opens the
-// serial gate: hooks and waits come after it. When there is nothing to wait
-// for (the log, with waiting set, or a value read) and no hook to run, Run
-// keeps its slot to the end.
+// serial gate: hooks and waits come after it. A Run that must wait (for the
+// log, with waiting set, or for a value it read) gives its slot up, so that
+// waiting transactions do not crowd the slots; one that runs hooks (its
+// Locals' End) keeps it, marked so that a Run a hook starts is not taken
+// for a nested one.
 func (r *runState) leave(waiting bool) {
 	t := r.t
 	t.leaveSerial()
-	if r.held && (waiting || len(t.locals) > 0 || t.maxRead >= r.db.dur.oldestPending.Load()) {
+	if !r.held {
+		return
+	}
+	switch {
+	case waiting || t.maxRead >= r.db.dur.oldestPending.Load() || len(t.locals) > 0 && r.slot < 0:
+		// (The overflow map has no room for the mark.)
 		r.held = false
 		r.db.detach(r.g, r.slot)
+	case len(t.locals) > 0:
+		r.db.bodies.runHooks(r.slot)
 	}
 }
 

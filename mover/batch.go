@@ -93,7 +93,7 @@ func (m *Mover) serveBatch(sk *sinkRef, bs BatchSink, lanes []*lane) {
 				m.popLocked(l)
 				m.mu.Unlock()
 				m.stats.superseded.Add(1)
-				m.acks <- it.Seq
+				m.ack(it.Seq)
 				keep = append(keep, l)
 				continue
 			}

@@ -145,7 +145,7 @@ func (m *Mover) serve(l *lane) {
 			m.popLocked(l)
 			m.mu.Unlock()
 			m.stats.superseded.Add(1)
-			m.acks <- it.Seq
+			m.ack(it.Seq)
 			continue
 		}
 		m.mu.Unlock()
@@ -296,7 +296,7 @@ func (m *Mover) finish(l *lane, sk *sinkRef, d Delivery, err error) (wait time.D
 		sk.stats.latency.observe(lat)
 		m.stats.latency(lat)
 		m.recovered(l)
-		m.acks <- it.Seq
+		m.ack(it.Seq)
 		return 0, true
 	}
 	if ctx.Err() != nil {

@@ -71,7 +71,17 @@ type Mover struct {
 	}
 	work  *sync.Cond // signalled when a lane becomes ready, on resume and on stop
 	space chan struct{}
-	acks  chan uint64
+	// acks gathers the sequence numbers of entries done (delivered or
+	// superseded) until ackLoop writes them. A worker wakes ackLoop
+	// (ackWake) only when a write is due, not for every entry: at a few
+	// hundred entries a second, a wake-up per entry cost more CPU than the
+	// write. closed is set once the workers have stopped.
+	acks struct {
+		sync.Mutex
+		seqs   []uint64
+		closed bool
+	}
+	ackWake chan struct{}
 
 	// progress is closed and replaced each time entries are acked or
 	// dead-lettered (see WaitDrained).
@@ -123,9 +133,7 @@ func newMover(key *effectqueue.Queue, q store, sinks map[string]Sink, opts *Opti
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 		space:   make(chan struct{}, 1),
-		// Room for every entry that can be buffered, so that a worker never
-		// waits for the ack writer while the next write is under way.
-		acks: make(chan uint64, o.MaxBuffered+turn),
+		ackWake: make(chan struct{}, 1),
 	}
 	for k, s := range sinks {
 		if s == nil {
@@ -204,7 +212,10 @@ func (m *Mover) Run(ctx context.Context) error {
 	m.mu.Unlock()
 	m.work.Broadcast()
 	workers.Wait()
-	close(m.acks)
+	m.acks.Lock()
+	m.acks.closed = true
+	m.acks.Unlock()
+	m.wakeAcker()
 	acker.Wait()
 	close(quit)
 	summary.Wait()

@@ -59,67 +59,99 @@ func (m *Mover) signalSpace() {
 	}
 }
 
-// idle reports whether every entry read is delivered and waits for one of
-// the n acks gathered: no more will come before new entries are read, so
-// waiting for AckInterval would only delay them.
+// ackFlushAt is how many acks wake the ack writer before AckInterval.
+const ackFlushAt = 256
+
+// ack hands entry seq, done, to the ack writer, and wakes it if a write is
+// due: ackFlushAt acks are waiting, or every entry read is done (no more
+// acks can come before new entries are read, so waiting would only delay
+// them).
+func (m *Mover) ack(seq uint64) {
+	m.acks.Lock()
+	m.acks.seqs = append(m.acks.seqs, seq)
+	n := len(m.acks.seqs)
+	m.acks.Unlock()
+	if n >= ackFlushAt || m.idle(n) {
+		m.wakeAcker()
+	}
+}
+
+func (m *Mover) wakeAcker() {
+	select {
+	case m.ackWake <- struct{}{}:
+	default:
+	}
+}
+
+// idle reports whether every entry read is done and waits for one of the n
+// acks gathered.
 func (m *Mover) idle(n int) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.mu.buffered <= n
 }
 
-// ackLoop writes acks in batches until the acks channel is closed. A failed
-// write is retried with backoff, with the same batch, until it succeeds,
-// the queue is closed, or the mover abandons its work; meanwhile workers
-// block on the full acks channel, and the dispatcher on MaxBuffered.
+// ackLoop writes acks in batches, when woken (see ack) or every
+// AckInterval, until the workers have stopped and the last acks are
+// written. A failed write is retried with backoff, with the same batch,
+// until it succeeds, the queue is closed, or the mover abandons its work;
+// meanwhile the entries stay counted in Options.MaxBuffered, so the
+// dispatcher stops reading.
 func (m *Mover) ackLoop() {
-	var batch []uint64
 	t := time.NewTimer(m.opts.AckInterval)
 	defer t.Stop()
-	flush := func() {
-		if len(batch) == 0 {
-			return
-		}
-		for attempt := 1; ; attempt++ {
-			// Acks are written even while stopping: the entries were applied.
-			err := m.q.Ack(m.applyCtx, batch...)
-			if err == nil {
-				break
-			}
-			if errors.Is(err, effectqueue.ErrClosed) || m.applyCtx.Err() != nil {
-				m.logs.log(levelError, "mover: acks not written; the entries will be applied again, checked, after a restart",
-					"n", len(batch), "err", err)
-				break
-			}
-			m.stats.stateRetries.Add(1)
-			wait := m.backoff(attempt)
-			m.logs.log(levelWarn, "mover: ack write failed; retrying", "n", len(batch), "attempt", attempt, "next_retry_in", wait, "err", err)
-			select {
-			case <-time.After(wait):
-			case <-m.applyCtx.Done():
-			}
-		}
-		m.mu.Lock()
-		m.mu.buffered -= len(batch)
-		m.mu.Unlock()
-		m.signalSpace()
-		batch = batch[:0]
-		m.advance()
-	}
+	var batch, spare []uint64
 	for {
 		select {
-		case s, ok := <-m.acks:
-			if !ok {
-				flush()
-				return
-			}
-			batch = append(batch, s)
-			if len(batch) >= 256 || len(m.acks) == 0 && m.idle(len(batch)) {
-				flush()
-			}
+		case <-m.ackWake:
 		case <-t.C:
-			flush()
 			t.Reset(m.opts.AckInterval)
 		}
+		m.acks.Lock()
+		batch, m.acks.seqs, spare = m.acks.seqs, spare[:0], nil
+		closed := m.acks.closed
+		m.acks.Unlock()
+		m.writeAcks(batch)
+		if closed {
+			return // the workers had stopped: batch held the last acks
+		}
+		spare = batch
+		m.acks.Lock()
+		n := len(m.acks.seqs)
+		m.acks.Unlock()
+		if n > 0 && (n >= ackFlushAt || m.idle(n)) {
+			m.wakeAcker() // became due while this write was under way
+		}
 	}
+}
+
+// writeAcks writes batch, retrying as ackLoop says.
+func (m *Mover) writeAcks(batch []uint64) {
+	if len(batch) == 0 {
+		return
+	}
+	for attempt := 1; ; attempt++ {
+		// Acks are written even while stopping: the entries were applied.
+		err := m.q.Ack(m.applyCtx, batch...)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, effectqueue.ErrClosed) || m.applyCtx.Err() != nil {
+			m.logs.log(levelError, "mover: acks not written; the entries will be applied again, checked, after a restart",
+				"n", len(batch), "err", err)
+			break
+		}
+		m.stats.stateRetries.Add(1)
+		wait := m.backoff(attempt)
+		m.logs.log(levelWarn, "mover: ack write failed; retrying", "n", len(batch), "attempt", attempt, "next_retry_in", wait, "err", err)
+		select {
+		case <-time.After(wait):
+		case <-m.applyCtx.Done():
+		}
+	}
+	m.mu.Lock()
+	m.mu.buffered -= len(batch)
+	m.mu.Unlock()
+	m.signalSpace()
+	m.advance()
 }

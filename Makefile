@@ -72,6 +72,8 @@ bench: minio
 bench-mover: minio
 	CI=true $(GO) test -run '^$$' -bench MoverVsRaw -benchmem -benchtime 1000x -count 1 -v ./mover/s3sink/
 	$(GO) test -run '^$$' -bench NatsSinkVsRaw -benchmem -benchtime 20000x -count 1 -v ./mover/natssink/
+	$(GO) test -run '^$$' -bench Overhead -benchmem -benchtime 20000x -count 3 ./mover/
+	$(GO) test -run '^$$' -bench 'CommitEnqueue/mode=(naive|sync)/committers=64' -benchmem -benchtime 20000x -count 3 ./effectqueue/
 
 # Commit throughput with and without a Prometheus scrape every 100 ms, and
 # the cost of a scrape.

@@ -250,7 +250,7 @@ func crashLoop(t *testing.T, r *rand.Rand, kills int) {
 		if r.IntN(4) == 0 {
 			// At a moment no line marks: from right after the start on,
 			// so that some kills land while the child opens Badger.
-			o.KillAfter = time.Duration(r.IntN(600)) * time.Millisecond
+			o.KillAfter = time.Duration(1+r.IntN(600)) * time.Millisecond
 			timed++
 		} else {
 			killAfter = 1 + r.IntN(20)

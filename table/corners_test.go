@@ -302,7 +302,7 @@ func TestDeleteAllocatesNoClosure(t *testing.T) {
 	ctx := context.Background()
 	keys := make([]int64, 0, 64)
 	for i := range 64 {
-		keys = append(keys, int64(1<<40+i*7919))
+		keys = append(keys, int64(1)<<40+int64(i)*7919)
 	}
 	require.NoError(t, db.Run(ctx, func(tx *stm.Tx) error {
 		for _, k := range keys {

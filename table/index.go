@@ -130,14 +130,6 @@ func (t *slots[K, V]) find(k K, h uint64) *entry[K, V] {
 	}
 }
 
-// lookup returns k's entry, or nil. A dense key is found without hashing.
-func (ix *index[K, V]) lookup(k K) *entry[K, V] {
-	if e := ix.lookupDense(k); e != nil {
-		return e
-	}
-	return ix.lookupHashed(k, ix.hash(k))
-}
-
 // lookupDense returns k's entry if it lives in the dense layout.
 func (ix *index[K, V]) lookupDense(k K) *entry[K, V] {
 	if d := ix.dense.Load(); d != nil {
@@ -179,6 +171,12 @@ func (ix *index[K, V]) getOrCreate(k K) *entry[K, V] {
 	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	// Look again in both layouts: another insert of k may have finished
+	// since, and k may have gone dense when it would not any more (the
+	// hash index shrinks after deletes).
+	if e := ix.lookupDense(k); e != nil {
+		return e
+	}
 	tab := ix.tab.Load()
 	if e := tab.find(k, h); e != nil {
 		return e

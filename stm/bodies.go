@@ -61,7 +61,6 @@ const (
 	holderMask = 1<<holderBits - 1
 	countBits  = 14
 	countMask  = 1<<countBits - 1
-	countMax   = countMask
 	// inHooks marks a slot whose holder has left its body and runs its
 	// hooks: a Run a hook starts is not nested, and takes a slot of its own.
 	inHooks  = 1 << 62
@@ -135,7 +134,7 @@ func (b *bodies) exit(g uintptr, slot int, committed bool) {
 	if committed {
 		n++
 	}
-	if n < countMax {
+	if n < countMask {
 		s.w.Store(n << holderBits)
 		return
 	}

@@ -48,7 +48,6 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 	tx := t.newHandle(g)
 	r := runState{db: db, t: t, tx: tx, g: g, slot: slot, held: true}
 	defer r.finish()
-	leave := r.leave
 	var last Cause
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 {
@@ -82,7 +81,7 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 			db.stats.rerun(out.conflict)
 			continue
 		case out.panicked:
-			leave(false)
+			r.leave(false)
 			db.stats.panics.Add(1)
 			// A decision made on a value that can still be lost is not
 			// reported before that value is durable; a panic goes on
@@ -91,7 +90,7 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 			t.end(tx, false)
 			panic(out.panicValue)
 		case out.err != nil:
-			leave(false)
+			r.leave(false)
 			db.stats.rollbacks.Add(1)
 			if err := t.awaitReads(); err != nil {
 				tx.t = nil
@@ -100,7 +99,7 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 			t.end(tx, false)
 			return out.err
 		}
-		leave(out.waiter != nil)
+		r.leave(out.waiter != nil)
 		if out.waiter != nil {
 			if err := out.waiter.Wait(); err != nil {
 				// Applied in memory, not known to be on disk: hooks do not run.

@@ -5,14 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/zest-stm/zest/idem"
+	"github.com/zest-stm/zest/internal/testutil"
 	"github.com/zest-stm/zest/stm"
 )
 
@@ -49,18 +48,7 @@ var errRollback = errors.New("model: roll back")
 // the tokens whose expiry bucket has passed. The seed is printed;
 // IDEM_MODEL_SEED replays one, ZEST_STRESS=1 runs 50 seeds.
 func TestModel(t *testing.T) {
-	seeds := []uint64{rand.Uint64()}
-	if s := os.Getenv("IDEM_MODEL_SEED"); s != "" {
-		n, err := strconv.ParseUint(s, 10, 64)
-		require.NoError(t, err)
-		seeds = []uint64{n}
-	} else if os.Getenv("ZEST_STRESS") != "" {
-		for range 49 {
-			seeds = append(seeds, rand.Uint64())
-		}
-	}
-	for _, seed := range seeds {
-		t.Logf("seed %d (IDEM_MODEL_SEED=%d replays it)", seed, seed)
+	for _, seed := range testutil.Seeds(t, "IDEM_MODEL_SEED") {
 		runModel(t, seed, 2000)
 	}
 }

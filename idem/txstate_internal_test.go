@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/zest-stm/zest/internal/testutil"
 	"github.com/zest-stm/zest/stm"
 )
 
@@ -28,18 +27,7 @@ var errRollback = errors.New("savepoint rolls back")
 // enough to switch the state from a linear scan to its map. The seed is
 // printed; IDEM_OWN_SEED replays one, ZEST_STRESS=1 runs 50 seeds.
 func TestOwnWritesMirrorTable(t *testing.T) {
-	seeds := []uint64{rand.Uint64()}
-	if s := os.Getenv("IDEM_OWN_SEED"); s != "" {
-		n, err := strconv.ParseUint(s, 10, 64)
-		require.NoError(t, err)
-		seeds = []uint64{n}
-	} else if os.Getenv("ZEST_STRESS") != "" {
-		for range 49 {
-			seeds = append(seeds, rand.Uint64())
-		}
-	}
-	for _, seed := range seeds {
-		t.Logf("seed %d (IDEM_OWN_SEED=%d replays it)", seed, seed)
+	for _, seed := range testutil.Seeds(t, "IDEM_OWN_SEED") {
 		ownWrites(t, seed)
 	}
 }

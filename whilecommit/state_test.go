@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"slices"
-	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -289,18 +287,7 @@ func BenchmarkHooks(b *testing.B) {
 // back). The seed is printed; WHILECOMMIT_SEED replays one, ZEST_STRESS=1
 // runs 50 seeds.
 func TestStateRandomNesting(t *testing.T) {
-	seeds := []uint64{rand.Uint64()}
-	if s := os.Getenv("WHILECOMMIT_SEED"); s != "" {
-		n, err := strconv.ParseUint(s, 10, 64)
-		require.NoError(t, err)
-		seeds = []uint64{n}
-	} else if os.Getenv("ZEST_STRESS") != "" {
-		for range 49 {
-			seeds = append(seeds, rand.Uint64())
-		}
-	}
-	for _, seed := range seeds {
-		t.Logf("seed %d (WHILECOMMIT_SEED=%d replays it)", seed, seed)
+	for _, seed := range testutil.Seeds(t, "WHILECOMMIT_SEED") {
 		randomNesting(t, seed)
 	}
 }

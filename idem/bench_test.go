@@ -5,12 +5,12 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/zest-stm/zest/effectqueue"
 	"github.com/zest-stm/zest/idem"
+	"github.com/zest-stm/zest/internal/testutil"
 	"github.com/zest-stm/zest/stm"
 	"github.com/zest-stm/zest/table"
 )
@@ -103,17 +103,6 @@ func newPayments(b *testing.B, durableDir string) *payments {
 
 var receipt = []byte("receipt-01234567")
 
-// cpuTime returns the CPU time the process has used (user + system, all
-// threads, the GC included). On this shared 2-core machine it is steadier
-// than wall time, which counts the time other processes hold the cores.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // pay runs one payment; with tokens, guarded by Begin and Finish.
 func (p *payments) pay(ctx context.Context, i int, withTokens bool) error {
 	m := plain
@@ -165,7 +154,7 @@ func BenchmarkPayment(b *testing.B) {
 			p := newPayments(b, "")
 			ctx := context.Background()
 			b.ReportAllocs()
-			cpu := cpuTime()
+			cpu := testutil.CPUTime()
 			n := 0
 			for i := 0; b.Loop(); i++ {
 				if err := p.payMode(ctx, i, mode.mode); err != nil {
@@ -173,7 +162,7 @@ func BenchmarkPayment(b *testing.B) {
 				}
 				n++
 			}
-			b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/float64(n), "cpu-ns/op")
+			b.ReportMetric(float64((testutil.CPUTime()-cpu).Nanoseconds())/float64(n), "cpu-ns/op")
 		})
 	}
 }
@@ -301,12 +290,12 @@ func BenchmarkSweep1M(b *testing.B) {
 		}
 		clk.Advance(25 * time.Hour)
 		b.StartTimer()
-		start, cpu := time.Now(), cpuTime()
+		start, cpu := time.Now(), testutil.CPUTime()
 		removed, err := tokens.Expire(ctx)
 		if err != nil || removed != n {
 			b.Fatalf("removed %d of %d: %v", removed, n, err)
 		}
 		b.ReportMetric(float64(time.Since(start).Nanoseconds())/n, "ns/token")
-		b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/n, "cpu-ns/token")
+		b.ReportMetric(float64((testutil.CPUTime()-cpu).Nanoseconds())/n, "cpu-ns/token")
 	}
 }

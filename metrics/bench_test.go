@@ -13,7 +13,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/zest-stm/zest/effectqueue"
+	"github.com/zest-stm/zest/internal/testutil"
 	"github.com/zest-stm/zest/metrics"
 	"github.com/zest-stm/zest/mover"
 	"github.com/zest-stm/zest/stm"
@@ -391,11 +391,11 @@ func medianCI(xs []float64) (median, lo, hi float64) {
 
 // processCPU returns the CPU time (user and system) this process has used.
 func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
+	d := testutil.CPUTime()
+	if d == 0 {
+		b.Fatal("metrics: the process's CPU time cannot be read here")
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return d
 }
 
 // BenchmarkScrape measures one scrape over HTTP of the fixture (a DB,

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/zest-stm/zest/effectqueue"
+	"github.com/zest-stm/zest/internal/testutil"
 	"github.com/zest-stm/zest/stm"
 )
 
@@ -32,7 +33,7 @@ func BenchmarkOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer q.Close()
-	cpuC := cpuUsed()
+	cpuC := testutil.CPUTime()
 	for i := 0; i < b.N; i += 100 {
 		err := db.Run(context.Background(), func(tx *stm.Tx) error {
 			for j := i; j < min(i+100, b.N); j++ {
@@ -47,14 +48,14 @@ func BenchmarkOverhead(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	commitCPU := cpuUsed() - cpuC
+	commitCPU := testutil.CPUTime() - cpuC
 	m, err := New(q, map[string]Sink{"null": nullSink{}}, &Options{Concurrency: 16, Logger: quiet})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuUsed()
+	cpu0 := testutil.CPUTime()
 	errc := make(chan error, 1)
 	go func() { errc <- m.Run(context.Background()) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -63,7 +64,7 @@ func BenchmarkOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.StopTimer()
-	cpu := cpuUsed() - cpu0
+	cpu := testutil.CPUTime() - cpu0
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/entry")
 	b.ReportMetric(float64((cpu+commitCPU).Microseconds())/float64(b.N), "cpu-us/entry-with-commit")
 	if err := m.Shutdown(ctx); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/zest-stm/zest/effectqueue"
 	"github.com/zest-stm/zest/internal/natstest"
+	"github.com/zest-stm/zest/internal/testutil"
 	"github.com/zest-stm/zest/mover"
 	"github.com/zest-stm/zest/mover/natssink"
 	"github.com/zest-stm/zest/stm"
@@ -31,7 +32,7 @@ func BenchmarkPublish(b *testing.B) {
 		js := e.sink.JetStream()
 		var next, failed atomic.Int64
 		var wg sync.WaitGroup
-		cpu0, start := cpuUsed(), time.Now()
+		cpu0, start := testutil.CPUTime(), time.Now()
 		b.ResetTimer()
 		for range 16 {
 			wg.Go(func() {
@@ -60,7 +61,7 @@ func BenchmarkPublish(b *testing.B) {
 		js := e.sink.JetStream()
 		var failed atomic.Int64
 		var wg sync.WaitGroup
-		cpu0, start := cpuUsed(), time.Now()
+		cpu0, start := testutil.CPUTime(), time.Now()
 		b.ResetTimer()
 		for g := range 16 {
 			wg.Go(func() {
@@ -86,7 +87,7 @@ func BenchmarkPublish(b *testing.B) {
 	})
 	b.Run("mover-natssink-16", func(b *testing.B) {
 		e := benchSetup(b)
-		cpuC := cpuUsed()
+		cpuC := testutil.CPUTime()
 		for i := 0; i < b.N; i += 100 {
 			err := e.db.Run(context.Background(), func(tx *stm.Tx) error {
 				for j := i; j < min(i+100, b.N); j++ {
@@ -100,12 +101,12 @@ func BenchmarkPublish(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		commitCPU := cpuUsed() - cpuC
+		commitCPU := testutil.CPUTime() - cpuC
 		m, err := mover.New(e.q, map[string]mover.Sink{"nats": e.sink}, &mover.Options{Concurrency: 16, Logger: quiet})
 		if err != nil {
 			b.Fatal(err)
 		}
-		cpu0, start := cpuUsed(), time.Now()
+		cpu0, start := testutil.CPUTime(), time.Now()
 		b.ResetTimer()
 		errc := make(chan error, 1)
 		go func() { errc <- m.Run(context.Background()) }()
@@ -116,7 +117,7 @@ func BenchmarkPublish(b *testing.B) {
 		}
 		b.StopTimer()
 		report(b, start, cpu0)
-		b.ReportMetric(float64((cpuUsed()-cpu0+commitCPU).Microseconds())/float64(b.N), "cpu-us/msg-with-commit")
+		b.ReportMetric(float64((testutil.CPUTime()-cpu0+commitCPU).Microseconds())/float64(b.N), "cpu-us/msg-with-commit")
 		if err := m.Shutdown(ctx); err != nil {
 			b.Fatal(err)
 		}
@@ -131,7 +132,7 @@ func BenchmarkPublish(b *testing.B) {
 
 func report(b *testing.B, start time.Time, cpu0 time.Duration) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
-	b.ReportMetric(float64((cpuUsed()-cpu0).Microseconds())/float64(b.N), "cpu-us/msg")
+	b.ReportMetric(float64((testutil.CPUTime()-cpu0).Microseconds())/float64(b.N), "cpu-us/msg")
 }
 
 // benchSetup is setup for benchmarks: a server, a stream, a sink, a queue.

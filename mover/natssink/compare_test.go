@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/zest-stm/zest/internal/testutil"
 	"github.com/zest-stm/zest/mover"
 	"github.com/zest-stm/zest/mover/natssink"
 	"github.com/zest-stm/zest/stm"
@@ -26,18 +26,14 @@ import (
 // ratios. Run with -benchtime 20000x -v to see each round.
 func BenchmarkNatsSinkVsRaw(b *testing.B) {
 	payload := bytes.Repeat([]byte("z"), 256)
-	type sample struct {
-		rawCPU, moverCPU   time.Duration
-		rawRate, moverRate float64
-	}
-	var rounds []sample
+	var rounds []testutil.Round
 	for round := range 5 {
-		var s sample
+		var s testutil.Round
 		e := benchSetup(b)
 		js := e.sink.JetStream()
 		var next, failed atomic.Int64
 		var wg sync.WaitGroup
-		cpu0, start := cpuUsed(), time.Now()
+		cpu0, start := testutil.CPUTime(), time.Now()
 		for range 16 {
 			wg.Go(func() {
 				for {
@@ -52,15 +48,15 @@ func BenchmarkNatsSinkVsRaw(b *testing.B) {
 			})
 		}
 		wg.Wait()
-		s.rawRate = float64(b.N) / time.Since(start).Seconds()
-		s.rawCPU = (cpuUsed() - cpu0) / time.Duration(b.N)
+		s.RawRate = float64(b.N) / time.Since(start).Seconds()
+		s.RawCPU = (testutil.CPUTime() - cpu0) / time.Duration(b.N)
 		if failed.Load() > 0 {
 			b.Fatalf("%d raw publishes failed", failed.Load())
 		}
 		e.srv.Stop()
 
 		e = benchSetup(b)
-		cpu0 = cpuUsed()
+		cpu0 = testutil.CPUTime()
 		for i := 0; i < b.N; i += 100 {
 			err := e.db.Run(context.Background(), func(tx *stm.Tx) error {
 				for j := i; j < min(i+100, b.N); j++ {
@@ -85,8 +81,8 @@ func BenchmarkNatsSinkVsRaw(b *testing.B) {
 		if err := m.WaitDrained(ctx); err != nil {
 			b.Fatal(err)
 		}
-		s.moverRate = float64(b.N) / time.Since(start).Seconds()
-		s.moverCPU = (cpuUsed() - cpu0) / time.Duration(b.N)
+		s.MoverRate = float64(b.N) / time.Since(start).Seconds()
+		s.MoverCPU = (testutil.CPUTime() - cpu0) / time.Duration(b.N)
 		if err := m.Shutdown(ctx); err != nil {
 			b.Fatal(err)
 		}
@@ -99,21 +95,8 @@ func BenchmarkNatsSinkVsRaw(b *testing.B) {
 		}
 		e.srv.Stop()
 		b.Logf("round %d: raw %v CPU/msg %.0f msg/s | mover %v CPU/msg %.0f msg/s | CPU ×%.2f, throughput ×%.2f",
-			round, s.rawCPU, s.rawRate, s.moverCPU, s.moverRate, float64(s.moverCPU)/float64(s.rawCPU), s.moverRate/s.rawRate)
+			round, s.RawCPU, s.RawRate, s.MoverCPU, s.MoverRate, float64(s.MoverCPU)/float64(s.RawCPU), s.MoverRate/s.RawRate)
 		rounds = append(rounds, s)
 	}
-	med := func(f func(s sample) float64) float64 {
-		v := make([]float64, len(rounds))
-		for i, s := range rounds {
-			v[i] = f(s)
-		}
-		slices.Sort(v)
-		return v[len(v)/2]
-	}
-	b.ReportMetric(med(func(s sample) float64 { return float64(s.rawCPU.Microseconds()) }), "raw-cpu-us/msg")
-	b.ReportMetric(med(func(s sample) float64 { return float64(s.moverCPU.Microseconds()) }), "mover-cpu-us/msg")
-	b.ReportMetric(med(func(s sample) float64 { return s.rawRate }), "raw-msg/s")
-	b.ReportMetric(med(func(s sample) float64 { return s.moverRate }), "mover-msg/s")
-	b.ReportMetric(med(func(s sample) float64 { return float64(s.moverCPU) / float64(s.rawCPU) }), "cpu-ratio")
-	b.ReportMetric(med(func(s sample) float64 { return s.moverRate / s.rawRate }), "throughput-ratio")
+	testutil.ReportRounds(b, rounds, "msg")
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/zest-stm/zest/effectqueue"
 	"github.com/zest-stm/zest/internal/miniotest"
+	"github.com/zest-stm/zest/internal/testutil"
 	"github.com/zest-stm/zest/mover"
 	"github.com/zest-stm/zest/mover/s3sink"
 	"github.com/zest-stm/zest/stm"
@@ -99,7 +100,7 @@ func BenchmarkPut1KiB(b *testing.B) {
 		var failed atomic.Int64
 		var wg sync.WaitGroup
 		b.ResetTimer()
-		start, cpu0 := time.Now(), cpuUsed()
+		start, cpu0 := time.Now(), testutil.CPUTime()
 		for range 16 {
 			wg.Go(func() {
 				for {
@@ -116,23 +117,23 @@ func BenchmarkPut1KiB(b *testing.B) {
 		}
 		wg.Wait()
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "objects/s")
-		b.ReportMetric(float64((cpuUsed()-cpu0).Microseconds())/float64(b.N), "cpu-us/obj")
+		b.ReportMetric(float64((testutil.CPUTime()-cpu0).Microseconds())/float64(b.N), "cpu-us/obj")
 		if failed.Load() > 0 {
 			b.Fatalf("%d puts failed", failed.Load())
 		}
 	})
 	b.Run("mover-16", func(b *testing.B) {
 		e := benchEnv(b, srv, "moved")
-		cpuC := cpuUsed()
+		cpuC := testutil.CPUTime()
 		e.commitN(b, b.N, func(i int) effectqueue.Entry {
 			return s3sink.Put("moved", fmt.Sprintf("k%04d", i%1000), payload, "", nil)
 		})
-		commitCPU := cpuUsed() - cpuC
+		commitCPU := testutil.CPUTime() - cpuC
 		b.ResetTimer()
-		start, cpu0 := time.Now(), cpuUsed()
+		start, cpu0 := time.Now(), testutil.CPUTime()
 		st := e.moveAll(b, mover.Options{Concurrency: 16, AckInterval: benchAckInterval})
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "objects/s")
-		moveCPU := cpuUsed() - cpu0
+		moveCPU := testutil.CPUTime() - cpu0
 		b.ReportMetric(float64(moveCPU.Microseconds())/float64(b.N), "cpu-us/obj")
 		b.ReportMetric(float64((moveCPU+commitCPU).Microseconds())/float64(b.N), "cpu-us/obj-with-commit")
 		b.ReportMetric(float64(st.LatencyP50.Microseconds())/1000, "p50-commit-to-confirmed-ms")

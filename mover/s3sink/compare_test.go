@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,15 +13,10 @@ import (
 
 	"github.com/zest-stm/zest/effectqueue"
 	"github.com/zest-stm/zest/internal/miniotest"
+	"github.com/zest-stm/zest/internal/testutil"
 	"github.com/zest-stm/zest/mover"
 	"github.com/zest-stm/zest/mover/s3sink"
 )
-
-// sample is one round of a side-by-side comparison.
-type sample struct {
-	rawCPU, moverCPU   time.Duration // per object; the mover's includes the commits
-	rawRate, moverRate float64       // objects per second
-}
 
 // BenchmarkMoverVsRaw puts b.N objects of 1 KiB over 1,000 keys, five
 // rounds, each round first with raw minio-go PutObject from 16 goroutines,
@@ -36,15 +30,15 @@ type sample struct {
 func BenchmarkMoverVsRaw(b *testing.B) {
 	srv := miniotest.Start(b)
 	payload := bytes.Repeat([]byte("z"), 1024)
-	var rounds []sample
+	var rounds []testutil.Round
 	for round := range 5 {
-		var s sample
+		var s testutil.Round
 		bucket := fmt.Sprintf("cmp-raw-%d-%d", round, time.Now().UnixNano())
 		e := benchEnv(b, srv, bucket)
 		c := e.sink.Client()
 		var next, failed atomic.Int64
 		var wg sync.WaitGroup
-		cpu0, start := cpuUsed(), time.Now()
+		cpu0, start := testutil.CPUTime(), time.Now()
 		for range 16 {
 			wg.Go(func() {
 				for {
@@ -60,46 +54,29 @@ func BenchmarkMoverVsRaw(b *testing.B) {
 			})
 		}
 		wg.Wait()
-		s.rawRate = float64(b.N) / time.Since(start).Seconds()
-		s.rawCPU = (cpuUsed() - cpu0) / time.Duration(b.N)
+		s.RawRate = float64(b.N) / time.Since(start).Seconds()
+		s.RawCPU = (testutil.CPUTime() - cpu0) / time.Duration(b.N)
 		if failed.Load() > 0 {
 			b.Fatalf("%d raw puts failed", failed.Load())
 		}
 
 		bucket = fmt.Sprintf("cmp-mover-%d-%d", round, time.Now().UnixNano())
 		e = benchEnv(b, srv, bucket)
-		cpu0 = cpuUsed()
+		cpu0 = testutil.CPUTime()
 		e.commitN(b, b.N, func(i int) effectqueue.Entry {
 			return s3sink.Put(bucket, fmt.Sprintf("k%04d", i%1000), payload, "", nil)
 		})
 		start = time.Now()
 		st := e.moveAll(b, mover.Options{Concurrency: 16})
-		s.moverRate = float64(b.N) / time.Since(start).Seconds()
-		s.moverCPU = (cpuUsed() - cpu0) / time.Duration(b.N)
+		s.MoverRate = float64(b.N) / time.Since(start).Seconds()
+		s.MoverCPU = (testutil.CPUTime() - cpu0) / time.Duration(b.N)
 		if st.Delivered != uint64(b.N) {
 			b.Fatalf("delivered %d of %d", st.Delivered, b.N)
 		}
 		b.Logf("round %d: raw %v CPU/obj %.0f obj/s | mover %v CPU/obj %.0f obj/s | CPU ×%.2f, throughput ×%.2f",
-			round, s.rawCPU, s.rawRate, s.moverCPU, s.moverRate,
-			float64(s.moverCPU)/float64(s.rawCPU), s.moverRate/s.rawRate)
+			round, s.RawCPU, s.RawRate, s.MoverCPU, s.MoverRate,
+			float64(s.MoverCPU)/float64(s.RawCPU), s.MoverRate/s.RawRate)
 		rounds = append(rounds, s)
 	}
-	reportComparison(b, rounds, "obj")
-}
-
-func reportComparison(b *testing.B, rounds []sample, unit string) {
-	med := func(f func(s sample) float64) float64 {
-		v := make([]float64, len(rounds))
-		for i, s := range rounds {
-			v[i] = f(s)
-		}
-		slices.Sort(v)
-		return v[len(v)/2]
-	}
-	b.ReportMetric(med(func(s sample) float64 { return float64(s.rawCPU.Microseconds()) }), "raw-cpu-us/"+unit)
-	b.ReportMetric(med(func(s sample) float64 { return float64(s.moverCPU.Microseconds()) }), "mover-cpu-us/"+unit)
-	b.ReportMetric(med(func(s sample) float64 { return s.rawRate }), "raw-"+unit+"/s")
-	b.ReportMetric(med(func(s sample) float64 { return s.moverRate }), "mover-"+unit+"/s")
-	b.ReportMetric(med(func(s sample) float64 { return float64(s.moverCPU) / float64(s.rawCPU) }), "cpu-ratio")
-	b.ReportMetric(med(func(s sample) float64 { return s.moverRate / s.rawRate }), "throughput-ratio")
+	testutil.ReportRounds(b, rounds, "obj")
 }

@@ -12,25 +12,9 @@ import (
 // expire. Link fails with ErrBadRef, ErrNotBegun, ErrFinished, or
 // ErrInProgress if the token is already linked.
 func (t *Tokens) Link(tx *stm.Tx, key Key, ref string) error {
-	s, err := t.state(tx)
+	s, k, tok, err := t.openToken(tx, key, checkRef(ref), "")
 	if err != nil {
 		return err
-	}
-	k, w, err := t.lookup(s, key)
-	if err != nil {
-		return err
-	}
-	if ref == "" || len(ref) > MaxRefSize {
-		return fmt.Errorf("%w: %d bytes, want 1 to %d", ErrBadRef, len(ref), MaxRefSize)
-	}
-	tok, ok := t.read(tx, k, w, s.now())
-	switch {
-	case !ok:
-		return fmt.Errorf("%w: key %s", ErrNotBegun, key)
-	case tok.state == done:
-		return fmt.Errorf("%w: key %s", ErrFinished, key)
-	case tok.state == linked:
-		return fmt.Errorf("%w: key %s is linked to %q", ErrInProgress, key, tok.ref())
 	}
 	tok.state = linked
 	tok.expires = 0
@@ -55,11 +39,11 @@ func (t *Tokens) Settle(tx *stm.Tx, key Key, ref string, result []byte) error {
 	if err != nil {
 		return err
 	}
-	if ref == "" || len(ref) > MaxRefSize {
-		return fmt.Errorf("%w: %d bytes, want 1 to %d", ErrBadRef, len(ref), MaxRefSize)
+	if err := checkRef(ref); err != nil {
+		return err
 	}
-	if len(result) > t.opts.MaxResultSize {
-		return fmt.Errorf("%w: %d bytes, over MaxResultSize %d", ErrResultTooLarge, len(result), t.opts.MaxResultSize)
+	if err := t.checkResult(result); err != nil {
+		return err
 	}
 	var tok token
 	ok := false
@@ -76,5 +60,13 @@ func (t *Tokens) Settle(tx *stm.Tx, key Key, ref string, result []byte) error {
 	tok.set(tok.fingerprint(), ref, string(result))
 	t.tab.Put(tx, k, tok)
 	s.wrote(key, k, tok, false, effectSettled)
+	return nil
+}
+
+// checkRef refuses an empty ref or one over MaxRefSize.
+func checkRef(ref string) error {
+	if ref == "" || len(ref) > MaxRefSize {
+		return fmt.Errorf("%w: %d bytes, want 1 to %d", ErrBadRef, len(ref), MaxRefSize)
+	}
 	return nil
 }

@@ -194,30 +194,50 @@ func (t *Tokens) Begin(tx *stm.Tx, key Key, fingerprint []byte) (result []byte, 
 // live token, ErrFinished if it already holds a result, and ErrInProgress if
 // it is linked (use Settle). On error nothing is stored.
 func (t *Tokens) Finish(tx *stm.Tx, key Key, result []byte) error {
-	s, err := t.state(tx)
+	s, k, tok, err := t.openToken(tx, key, t.checkResult(result), "; settle it instead")
 	if err != nil {
 		return err
-	}
-	k, w, err := t.lookup(s, key)
-	if err != nil {
-		return err
-	}
-	if len(result) > t.opts.MaxResultSize {
-		return fmt.Errorf("%w: %d bytes, over MaxResultSize %d", ErrResultTooLarge, len(result), t.opts.MaxResultSize)
-	}
-	tok, ok := t.read(tx, k, w, s.now())
-	switch {
-	case !ok:
-		return fmt.Errorf("%w: key %s", ErrNotBegun, key)
-	case tok.state == done:
-		return fmt.Errorf("%w: key %s", ErrFinished, key)
-	case tok.state == linked:
-		return fmt.Errorf("%w: key %s is linked to %q; settle it instead", ErrInProgress, key, tok.ref())
 	}
 	tok.state = done
 	tok.setResult(result)
 	t.tab.Put(tx, k, tok)
 	s.wrote(key, k, tok, false, noEffect)
+	return nil
+}
+
+// openToken reads key's token for Finish and Link, which complete a begun
+// token: it fails unless the token was begun and is neither finished nor
+// linked (linkedHint ends that error's text). argErr, the check of the
+// caller's own argument, is returned after the errors of tx and key.
+func (t *Tokens) openToken(tx *stm.Tx, key Key, argErr error, linkedHint string) (*txState, string, token, error) {
+	s, err := t.state(tx)
+	if err != nil {
+		return nil, "", token{}, err
+	}
+	k, w, err := t.lookup(s, key)
+	if err != nil {
+		return nil, "", token{}, err
+	}
+	if argErr != nil {
+		return nil, "", token{}, argErr
+	}
+	tok, ok := t.read(tx, k, w, s.now())
+	switch {
+	case !ok:
+		return nil, "", token{}, fmt.Errorf("%w: key %s", ErrNotBegun, key)
+	case tok.state == done:
+		return nil, "", token{}, fmt.Errorf("%w: key %s", ErrFinished, key)
+	case tok.state == linked:
+		return nil, "", token{}, fmt.Errorf("%w: key %s is linked to %q%s", ErrInProgress, key, tok.ref(), linkedHint)
+	}
+	return s, k, tok, nil
+}
+
+// checkResult refuses a result over Options.MaxResultSize.
+func (t *Tokens) checkResult(result []byte) error {
+	if len(result) > t.opts.MaxResultSize {
+		return fmt.Errorf("%w: %d bytes, over MaxResultSize %d", ErrResultTooLarge, len(result), t.opts.MaxResultSize)
+	}
 	return nil
 }
 

@@ -160,7 +160,7 @@ func (s *ledgerService) do(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	s.event("do-applied", r)
-	s.answer(w, fault)
+	s.answer(w, r, fault)
 }
 
 func (s *ledgerService) undo(w http.ResponseWriter, r *http.Request) {
@@ -183,13 +183,19 @@ func (s *ledgerService) undo(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	s.event("undo-applied", r)
-	s.answer(w, fault)
+	s.answer(w, r, fault)
 }
 
-func (s *ledgerService) answer(w http.ResponseWriter, fault string) {
+func (s *ledgerService) answer(w http.ResponseWriter, r *http.Request, fault string) {
 	switch fault {
 	case "late":
-		time.Sleep(crashTimeout + 100*time.Millisecond) // the client gave up: the effect landed anyway
+		// Answer only once the client gave up (its timeout closes the
+		// request): the effect landed anyway. The timer bounds a client
+		// that never does.
+		select {
+		case <-r.Context().Done():
+		case <-time.After(crashTimeout + 100*time.Millisecond):
+		}
 	case "cut":
 		if hj, ok := w.(http.Hijacker); ok {
 			if c, _, err := hj.Hijack(); err == nil {

@@ -376,12 +376,21 @@ func (m *Mover) advance() {
 	close(*m.progress.Swap(&ch))
 }
 
+// settled reports whether every entry the mover read was acked or
+// dead-lettered.
+func (m *Mover) settled() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.mu.buffered == 0
+}
+
 // WaitDrained blocks until the queue has no pending entry (every committed
-// entry was delivered or dead-lettered), or ctx ends.
+// entry was delivered or dead-lettered) and the mover has finished with
+// every entry it read, so that Stats counts them all; or until ctx ends.
 func (m *Mover) WaitDrained(ctx context.Context) error {
 	for {
 		ch := m.progress.Load()
-		if m.q.Depth() == 0 {
+		if m.q.Depth() == 0 && m.settled() {
 			return nil
 		}
 		select {

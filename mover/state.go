@@ -35,18 +35,20 @@ func (m *Mover) deadLetter(l *lane, it effectqueue.Item, reason string, sk *sink
 		m.failed(l, it, attempt, WithClass("state", fmt.Errorf("mover: write dead letter: %w", err)), wait)
 		return wait, true
 	}
-	m.mu.Lock()
-	l.deadReason, l.deadWrites = "", 0
-	m.clearFailingLocked(l)
-	m.mu.buffered--
-	m.mu.Unlock()
-	m.signalSpace()
+	// Counted before the entry leaves buffered, so that a WaitDrained that
+	// returns sees it in Stats.
 	m.stats.deadLettered.Add(1)
 	sink := ""
 	if sk != nil {
 		sk.stats.deadLettered.Add(1)
 		sink = sk.name
 	}
+	m.mu.Lock()
+	l.deadReason, l.deadWrites = "", 0
+	m.clearFailingLocked(l)
+	m.mu.buffered--
+	m.mu.Unlock()
+	m.signalSpace()
 	m.logs.log(levelError, "mover: dead-lettered", "seq", it.Seq, "key", it.Key, "sink", sink, "reason", reason)
 	m.advance()
 	return 0, true

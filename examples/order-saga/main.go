@@ -33,6 +33,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -96,6 +97,9 @@ func main() {
 }
 
 func run(ctx context.Context, cfg Config) error {
+	// The saga's OnStuck hook writes from the mover's goroutines while run
+	// writes its report: one lock keeps the lines whole.
+	cfg.Out = &syncWriter{w: cfg.Out}
 	if cfg.Dir == "" {
 		dir, err := os.MkdirTemp("", "order-saga-")
 		if err != nil {
@@ -426,4 +430,16 @@ func serveAdmin(cfg Config, db *stm.DB, q *effectqueue.Queue, m *mover.Mover, r 
 	base := "http://" + ln.Addr().String()
 	fmt.Fprintf(cfg.Out, "admin page %s/admin/ (zest --url %s/admin sagas stuck), metrics %s/metrics\n", base, base, base)
 	return func() { _ = srv.Close() }, nil
+}
+
+// syncWriter serializes writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
 }

@@ -46,7 +46,10 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 	t := db.take(slot)
 	t.ctx = ctx
 	tx := t.newHandle(g)
-	r := runState{db: db, t: t, tx: tx, g: g, slot: slot, held: true}
+	// Field by field: a composite literal is built in a temporary and
+	// copied with 16-byte moves that stall on its 8-byte stores.
+	var r runState
+	r.db, r.t, r.tx, r.g, r.slot, r.held = db, t, tx, g, slot, true
 	defer r.finish()
 	var last Cause
 	for attempt := 1; ; attempt++ {

@@ -167,6 +167,15 @@ func (b *bodies) commits() uint64 {
 
 // take returns the transaction state for a Run that entered with slot.
 func (db *DB) take(slot int) *txn {
+	if uint(slot) < bodySlots {
+		if t := db.bodies.slots[slot].t; t != nil {
+			return t
+		}
+	}
+	return db.takeSlow(slot)
+}
+
+func (db *DB) takeSlow(slot int) *txn {
 	if slot < 0 {
 		return db.pool.Get().(*txn)
 	}

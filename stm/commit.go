@@ -35,11 +35,10 @@ import (
 // A panic in the commit path (a participant's Pending, Size or Stage, the
 // log's Append) releases the sequencer and the locks, unstages what was
 // staged, and goes on to the caller as a commitPanic: the DB stays usable.
+//
+// REQUIRES: the transaction wrote, or has durable records pending.
 func (t *txn) commit(out *attemptResult) {
 	durable := t.pendingDurable()
-	if len(t.writes) == 0 && !durable {
-		return
-	}
 	db := t.db
 	if err := db.Err(); err != nil {
 		out.err = err

@@ -102,7 +102,9 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 			t.end(tx, false)
 			return out.err
 		}
-		r.leave(out.waiter != nil)
+		if r.mustLeave(out.waiter != nil) {
+			r.leaveSlow(out.waiter != nil)
+		}
 		if out.waiter != nil {
 			if err := out.waiter.Wait(); err != nil {
 				// Applied in memory, not known to be on disk: hooks do not run.
@@ -110,7 +112,9 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 				return db.outcomeUnknown(err)
 			}
 		}
-		if err := t.awaitReads(); err != nil {
+		if t.readsDurable() {
+			// Nothing to wait for.
+		} else if err := t.awaitReadsSlow(); err != nil {
 			tx.t = nil
 			if t.wrote {
 				return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
@@ -139,13 +143,32 @@ type runState struct {
 }
 
 // finish closes the handle, opens the serial gate if still closed, and
-// returns the slot, or the state to the pool if the slot went early.
+// returns the slot, or the state to the pool if the slot went early. The
+// common case (no serial gate, nothing but reads to reset, a held slot
+// whose count has room) is written out here so that it costs no calls.
 func (r *runState) finish() {
 	t := r.t
 	r.tx.t = nil
+	t.ctx = nil
+	if !t.serial && !t.needsReset() && r.held && uint(r.slot) < bodySlots {
+		t.doomed, t.maxRead, t.wrote, t.reads = nil, 0, false, t.reads[:0]
+		w := &r.db.bodies.slots[r.slot].w
+		n := w.Load() >> holderBits & countMask // the holder's own word
+		if r.counted {
+			n++
+		}
+		if n < countMask {
+			w.Store(n << holderBits)
+			return
+		}
+	}
+	r.finishSlow()
+}
+
+func (r *runState) finishSlow() {
+	t := r.t
 	t.leaveSerial()
 	t.reset()
-	t.ctx = nil
 	if r.held {
 		r.db.bodies.exit(r.g, r.slot, r.counted)
 	} else {
@@ -160,13 +183,25 @@ func (r *runState) finish() {
 // Locals' End) keeps it, marked so that a Run a hook starts is not taken
 // for a nested one.
 func (r *runState) leave(waiting bool) {
+	if r.mustLeave(waiting) {
+		r.leaveSlow(waiting)
+	}
+}
+
+// mustLeave reports whether leave has anything to do.
+func (r *runState) mustLeave(waiting bool) bool {
+	t := r.t
+	return t.serial || r.held && (waiting || len(t.locals) > 0 || !t.readsDurable())
+}
+
+func (r *runState) leaveSlow(waiting bool) {
 	t := r.t
 	t.leaveSerial()
 	if !r.held {
 		return
 	}
 	switch {
-	case waiting || t.maxRead >= r.db.dur.oldestPending.Load() || len(t.locals) > 0 && r.slot < 0:
+	case waiting || !t.readsDurable() || len(t.locals) > 0 && r.slot < 0:
 		// (The overflow map has no room for the mark.)
 		r.held = false
 		r.db.detach(r.g, r.slot)
@@ -239,16 +274,21 @@ func (t *txn) run(tx *Tx, fn func(*Tx) error, out *attemptResult) {
 		out.err = err
 		return
 	}
-	t.commit(out)
+	if len(t.writes) > 0 || t.pendingDurable() {
+		t.commit(out)
+	}
 }
 
 // awaitReads waits until every version the attempt read is durable.
 func (t *txn) awaitReads() error {
-	if t.maxRead < t.db.dur.oldestPending.Load() {
+	if t.readsDurable() {
 		return nil
 	}
 	return t.awaitReadsSlow()
 }
+
+// readsDurable reports whether every version the attempt read is durable.
+func (t *txn) readsDurable() bool { return t.maxRead < t.db.dur.oldestPending.Load() }
 
 func (t *txn) awaitReadsSlow() error { return t.db.waitDurable(t.ctx, t.maxRead) }
 
@@ -283,9 +323,12 @@ func (db *DB) enterSerial(ctx context.Context) error {
 
 // leaveSerial opens the gate if t closed it.
 func (t *txn) leaveSerial() {
-	if !t.serial {
-		return
+	if t.serial {
+		t.leaveSerialSlow()
 	}
+}
+
+func (t *txn) leaveSerialSlow() {
 	t.serial = false
 	db := t.db
 	g := db.gate.Swap(nil)

@@ -190,10 +190,21 @@ func (t *txn) reset() {
 	// The read log points only at cells, which live as long as their
 	// table: it need not be zeroed for the garbage collector.
 	t.reads = t.reads[:0]
+	// The rest is cleared only if used: a read-only transaction skips it.
+	if t.needsReset() {
+		t.resetMore()
+	}
+}
+
+// needsReset reports whether reset has more to clear than the read log.
+func (t *txn) needsReset() bool {
+	return cap(t.reads) > 1<<16 || len(t.writes)|len(t.locals)|len(t.staged) != 0
+}
+
+func (t *txn) resetMore() {
 	if cap(t.reads) > 1<<16 {
 		t.reads = nil
 	}
-	// The rest is cleared only if used: a read-only transaction skips it.
 	if len(t.writes) > 0 {
 		t.resetWrites()
 	}

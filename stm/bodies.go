@@ -82,20 +82,23 @@ func bodyHash(g uintptr) uint {
 // overflow map), or nested = true if g already runs a body of this DB.
 func (b *bodies) enter(g uintptr) (slot int, nested bool) {
 	h := bodyHash(g)
+	win := (*[bodyWindow]bodySlot)(b.slots[h : h+bodyWindow])
 	for {
+		// One pass over the window: g's own slot (a nested Run), and the
+		// first free one. A slot of g's running hooks is neither.
 		free := -1
 		var fv uint64
-		for i := uint(0); i < bodyWindow; i++ {
-			s := int(h | i)
-			v := b.slots[s].w.Load()
-			if v&holderMask == uint64(g) {
-				if v&inHooks != 0 {
-					continue // g's own slot, running hooks
+		for i := range win {
+			v := win[i].w.Load()
+			switch v & holderMask {
+			case uint64(g):
+				if v&inHooks == 0 {
+					return 0, true
 				}
-				return 0, true
-			}
-			if v&holderMask == 0 && free < 0 {
-				free, fv = s, v
+			case 0:
+				if free < 0 {
+					free, fv = i, v
+				}
 			}
 		}
 		if b.overflowN.Load() > 0 {
@@ -116,8 +119,8 @@ func (b *bodies) enter(g uintptr) (slot int, nested bool) {
 			b.mu.Unlock()
 			return -1, false
 		}
-		if b.slots[free].w.CompareAndSwap(fv, fv|uint64(g)) {
-			return free, false
+		if win[free].w.CompareAndSwap(fv, fv|uint64(g)) {
+			return int(h) + free, false
 		}
 	}
 }

@@ -463,3 +463,38 @@ func TestRunFromHookKeepsSlotRules(t *testing.T) {
 		})
 	}
 }
+
+// TestGoexitInBody: a body that ends its goroutine (runtime.Goexit, as
+// t.FailNow does when a test calls require inside a body) commits nothing,
+// and leaves the DB as it found it: the goroutine's slot and the serial gate
+// are released, so later Runs, nested-Run detection and serial mode work.
+func TestGoexitInBody(t *testing.T) {
+	db, err := Open(&Options{EscalateAfter: 1})
+	require.NoError(t, err)
+	x := NewVar[int](nil, 0)
+	for _, serial := range []bool{false, true} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = db.Run(context.Background(), func(tx *Tx) error {
+				if serial && tx.Attempt() == 1 {
+					// A second attempt runs in serial mode (EscalateAfter 1).
+					panic(&conflict{cause: CauseStale})
+				}
+				x.Store(tx, 1)
+				runtime.Goexit()
+				return nil
+			})
+		}()
+		<-done
+		err := db.Run(deadline(t), func(tx *Tx) error {
+			v, _ := x.Load(tx)
+			assert.Equal(t, 0, v, "a body that called Goexit committed")
+			return db.Run(context.Background(), func(*Tx) error { return nil })
+		})
+		require.ErrorIs(t, err, ErrNestedRun, "serial=%v", serial)
+		// The serial gate is open: a commit does not wait behind it.
+		require.NoError(t, db.Run(deadline(t), func(tx *Tx) error { x.Store(tx, 2); return nil }))
+		require.NoError(t, db.Run(deadline(t), func(tx *Tx) error { x.Store(tx, 0); return nil }))
+	}
+}

@@ -242,41 +242,50 @@ type commitPanic struct{ v any }
 
 // run runs one attempt of fn and, if it returns nil, commits it.
 func (t *txn) run(tx *Tx, fn func(*Tx) error, out *attemptResult) {
+	// done is set on every way out but a panic, so that an attempt that
+	// returns does not pay for recover.
+	done := false
 	defer func() {
-		r := recover()
-		if r == nil {
-			return
+		if !done {
+			t.recovered(recover(), out)
 		}
-		if c, ok := r.(*conflict); ok {
-			*out = attemptResult{conflict: c}
-			return
-		}
-		if cp, ok := r.(commitPanic); ok {
-			*out = attemptResult{panicked: true, panicValue: cp.v}
-			return
-		}
-		if c := t.firstInvalid(false); c != nil {
-			*out = attemptResult{conflict: &conflict{CausePanicStale, c.group}}
-			return
-		}
-		*out = attemptResult{panicked: true, panicValue: r}
 	}()
 	err := fn(tx)
-	if t.doomed != nil {
+	switch {
+	case t.doomed != nil:
 		out.conflict = t.doomed
-		return
-	}
-	if err != nil {
+	case err != nil:
 		if c := t.firstInvalid(false); c != nil {
 			out.conflict = &conflict{CauseErrorStale, c.group}
-			return
+		} else {
+			out.err = err
 		}
-		out.err = err
-		return
-	}
-	if len(t.writes) > 0 || t.pendingDurable() {
+	case len(t.writes) > 0 || t.pendingDurable():
 		t.commit(out)
 	}
+	done = true
+}
+
+// recovered sorts out what an attempt's panic means: a conflict, a panic
+// of the commit path, or the body's own panic, which is a conflict if it
+// read stale data. r is nil when the body called runtime.Goexit.
+func (t *txn) recovered(r any, out *attemptResult) {
+	if r == nil {
+		return
+	}
+	if c, ok := r.(*conflict); ok {
+		*out = attemptResult{conflict: c}
+		return
+	}
+	if cp, ok := r.(commitPanic); ok {
+		*out = attemptResult{panicked: true, panicValue: cp.v}
+		return
+	}
+	if c := t.firstInvalid(false); c != nil {
+		*out = attemptResult{conflict: &conflict{CausePanicStale, c.group}}
+		return
+	}
+	*out = attemptResult{panicked: true, panicValue: r}
 }
 
 // awaitReads waits until every version the attempt read is durable.

@@ -1,214 +1,211 @@
 package stm
 
 import (
-	"runtime"
 	"sync"
 	"sync/atomic"
 )
 
-// bodies is the set of goroutines running a body of one DB, so that a Run
+// bodies records which goroutines run a body of one DB, so that a Run
 // called from inside a body (a nested Run) fails at once with ErrNestedRun
 // instead of committing on its own, or hanging behind the serial gate its
 // own outer transaction holds.
 //
-// A goroutine is identified by getg. It takes a slot in a small open
-// addressing table, probing the aligned window of bodyWindow slots (one
-// cache line) its hash picks; a
-// lookup scans the whole window (slots are freed in any order, so an empty
-// slot does not end the search). A goroutine that finds its window full goes
-// to the overflow map, under a mutex.
+// Each goroutine that runs a body has a place, found by its getg identity.
+// Only one running goroutine has a given identity, and a place's state is
+// written only by the goroutine it belongs to, so entering and leaving a
+// body are a load and a store: no locked instruction, where taking a
+// shared slot would cost a compare-and-swap and freeing it an exchange.
 //
-// A slot also keeps the transaction state its last holder used, for the
-// next one: the compare-and-swap that takes the slot and the store that
-// frees it replace a sync.Pool's Get and Put, so finding nested Runs costs
-// a read-only transaction nothing it did not pay before. A Run that must
-// give up its slot before it ends (to wait for the disk, or to run hooks,
-// which may start transactions of their own) takes its state with it, and
-// returns it to the DB's pool.
+// Where getg is the address of the runtime's goroutine descriptor (fastG),
+// places live in a hash table that only grows: the runtime reuses the
+// descriptors of goroutines that ended, and the goroutine that gets one
+// inherits its place, so the table holds at most one place per goroutine
+// the process ever ran at the same time. It hands over the place through
+// its state word: the last store of the goroutine that ended is seen by the
+// first load of the next one. Elsewhere getg is a goroutine id, never
+// reused, and places are kept in a map under a mutex only while their
+// goroutine runs (getg there costs a microsecond anyway).
+//
+// A place also keeps the transaction state its goroutine used, for its
+// next Run, so that a Run costs no sync.Pool Get and Put. Only the first
+// lendPlaces places keep one (memory stays bounded however many
+// goroutines run bodies); Runs of the others, and Runs started by hooks
+// while their goroutine's own state is busy, use the DB's pool.
 type bodies struct {
-	slots [bodySlots]bodySlot
-	// flushed is each slot's count of first-attempt commits moved out of
-	// its word.
-	flushed [bodySlots]atomic.Uint64
-
-	overflowN atomic.Int64
-	mu        struct {
+	tab atomic.Pointer[placeTable]
+	mu  struct {
 		sync.Mutex
-		overflow map[uintptr]struct{}
+		n    int               // places in tab
+		byID map[uintptr]*place // !fastG: places of goroutines in a body
 	}
 }
 
-// bodySlot is one goroutine's place in bodies.
-//
-// Its word w holds the holder's goroutine in the low 48 bits (0 when the
-// slot is free) and, above them, a count of the transactions that committed
-// at their first attempt while holding it. The count rides on the store
-// that frees the slot, so counting a commit costs no locked instruction of
-// its own. When the count fills its bits, the holder moves it to flushed:
-// it marks the word (flushing), adds to flushed, and clears the count.
-// Stats reads a slot's count as flushed plus the word's, retrying while a
-// move is under way, so the sum it sees never goes down.
-type bodySlot struct {
-	w atomic.Uint64
-	// t is the transaction state the slot lends; only the goroutine that
-	// holds the slot touches it (taking and freeing the slot order the
-	// accesses).
-	t *txn
+type placeTable struct {
+	mask   uint64
+	places []atomic.Pointer[place]
+}
+
+// place is one goroutine's. Only that goroutine writes w and touches t.
+type place struct {
+	g uintptr // the goroutine's identity, set before the place is shared
+	// w is the state word: inBody, inHooks, and in the low bits the count
+	// of transactions that committed at their first attempt here, so that
+	// counting a commit costs no locked instruction (Stats sums them).
+	w     atomic.Uint64
+	t     *txn // the kept transaction state, or nil
+	lends bool // whether the place keeps a transaction state
+	// A place has a cache line of its own: its goroutine's stores to w
+	// would otherwise take the line from the goroutines of its neighbours.
+	_ [64 - 8 - 8 - 8 - 8]byte
 }
 
 const (
-	holderBits = 48
-	holderMask = 1<<holderBits - 1
-	countBits  = 14
-	countMask  = 1<<countBits - 1
-	// inHooks marks a slot whose holder has left its body and runs its
-	// hooks: a Run a hook starts is not nested, and takes a slot of its own.
-	inHooks  = 1 << 62
-	flushing = 1 << 63
+	// inBody marks a goroutine running a body: a Run it starts is nested.
+	inBody = 1 << 63
+	// inHooks marks a goroutine whose Run left its body and runs its
+	// hooks: a Run a hook starts is not nested.
+	inHooks   = 1 << 62
+	countMask = inHooks - 1
+
+	lendPlaces = 256
+	minPlaces  = 64
 )
 
-const (
-	bodySlots  = 256
-	bodyWindow = 4
-)
-
-// bodyHash returns the first slot of g's window: the top 8 bits of a
-// multiplicative hash (0..255), aligned down to a window.
-func bodyHash(g uintptr) uint {
-	return uint((uint64(g)*0x9e3779b97f4a7c15)>>56) &^ (bodyWindow - 1)
+func placeHash(g uintptr) uint64 {
+	h := uint64(g) * 0x9e3779b97f4a7c15
+	return h ^ h>>29
 }
 
-// enter marks g as running a body. It returns the slot taken (-1 for the
-// overflow map), or nested = true if g already runs a body of this DB.
-func (b *bodies) enter(g uintptr) (slot int, nested bool) {
-	h := bodyHash(g)
-	win := (*[bodyWindow]bodySlot)(b.slots[h : h+bodyWindow])
-	for {
-		// One pass over the window: g's own slot (a nested Run), and the
-		// first free one. A slot of g's running hooks is neither.
-		free := -1
-		var fv uint64
-		for i := range win {
-			v := win[i].w.Load()
-			switch v & holderMask {
-			case uint64(g):
-				if v&inHooks == 0 {
-					return 0, true
-				}
-			case 0:
-				if free < 0 {
-					free, fv = i, v
-				}
-			}
-		}
-		if b.overflowN.Load() > 0 {
-			b.mu.Lock()
-			_, ok := b.mu.overflow[g]
-			b.mu.Unlock()
-			if ok {
-				return 0, true
-			}
-		}
-		if free < 0 || uint64(g) > holderMask {
-			b.mu.Lock()
-			if b.mu.overflow == nil {
-				b.mu.overflow = make(map[uintptr]struct{})
-			}
-			b.mu.overflow[g] = struct{}{}
-			b.overflowN.Add(1)
-			b.mu.Unlock()
-			return -1, false
-		}
-		if win[free].w.CompareAndSwap(fv, fv|uint64(g)) {
-			return int(h) + free, false
+// find returns g's place, or nil if it has none.
+func (b *bodies) find(g uintptr) *place {
+	if !fastG {
+		b.mu.Lock()
+		p := b.mu.byID[g]
+		b.mu.Unlock()
+		return p
+	}
+	tab := b.tab.Load()
+	if tab == nil {
+		return nil
+	}
+	for i := placeHash(g) & tab.mask; ; i = (i + 1) & tab.mask {
+		p := tab.places[i].Load()
+		if p == nil || p.g == g {
+			return p
 		}
 	}
 }
 
-// exit releases what enter took; committed counts a first-attempt commit
-// in the slot.
-func (b *bodies) exit(g uintptr, slot int, committed bool) {
-	if slot < 0 {
-		b.exitOverflow(g)
-		return
+// claim gives g a place. REQUIRES: g has none.
+func (b *bodies) claim(g uintptr) *place {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := &place{g: g, lends: fastG && b.mu.n < lendPlaces}
+	b.mu.n++
+	if !fastG {
+		if b.mu.byID == nil {
+			b.mu.byID = make(map[uintptr]*place)
+		}
+		b.mu.byID[g] = p
+		return p
 	}
-	s := &b.slots[slot]
-	n := s.w.Load() >> holderBits & countMask // the holder's own word
+	tab := b.tab.Load()
+	if tab == nil || 4*b.mu.n > 3*len(tab.places) {
+		size := minPlaces
+		if tab != nil {
+			size = 2 * len(tab.places)
+		}
+		grown := &placeTable{mask: uint64(size - 1), places: make([]atomic.Pointer[place], size)}
+		if tab != nil {
+			for i := range tab.places {
+				if q := tab.places[i].Load(); q != nil {
+					grown.insert(q)
+				}
+			}
+		}
+		tab = grown
+		b.tab.Store(tab)
+	}
+	tab.insert(p)
+	return p
+}
+
+func (t *placeTable) insert(p *place) {
+	for i := placeHash(p.g) & t.mask; ; i = (i + 1) & t.mask {
+		if t.places[i].Load() == nil {
+			t.places[i].Store(p)
+			return
+		}
+	}
+}
+
+// enter marks g as running a body. It returns g's place and its state
+// before, for exit, or nested = true if g already runs a body of this DB.
+func (b *bodies) enter(g uintptr) (p *place, prev uint64, nested bool) {
+	p = b.find(g)
+	if p == nil {
+		p = b.claim(g)
+	}
+	w := p.w.Load()
+	if w&inBody != 0 {
+		return nil, 0, true
+	}
+	storeRelease(&p.w, w|inBody)
+	return p, w &^ countMask, false
+}
+
+// exit ends what enter began: the place's state goes back to prev, and
+// committed counts a first-attempt commit.
+func (b *bodies) exit(p *place, prev uint64, committed bool) {
+	n := p.w.Load() & countMask
 	if committed {
 		n++
 	}
-	if n < countMask {
-		s.w.Store(n << holderBits)
-		return
+	storeRelease(&p.w, prev|n)
+	if !fastG && prev == 0 {
+		b.mu.Lock()
+		delete(b.mu.byID, p.g)
+		b.mu.n--
+		b.mu.Unlock()
 	}
-	s.w.Store(flushing | n<<holderBits | uint64(g))
-	b.flushed[slot].Add(n)
-	s.w.Store(0)
 }
 
-// commits returns the first-attempt commits counted in the slots.
+// runHooks marks p's goroutine as out of its body and running hooks (see
+// inHooks); exit restores the state enter found.
+func (b *bodies) runHooks(p *place) {
+	storeRelease(&p.w, p.w.Load()&^inBody|inHooks)
+}
+
+// commits returns the first-attempt commits counted in the places.
 func (b *bodies) commits() uint64 {
 	var sum uint64
-	for i := range b.slots {
-		w := &b.slots[i].w
-		for {
-			w1 := w.Load()
-			if w1&flushing != 0 {
-				runtime.Gosched()
-				continue
-			}
-			f1 := b.flushed[i].Load()
-			w2 := w.Load()
-			if w1 == w2 && f1 == b.flushed[i].Load() {
-				sum += f1 + w1>>holderBits&countMask
-				break
+	if !fastG {
+		return 0 // counted in the DB's stats instead (see Run)
+	}
+	if tab := b.tab.Load(); tab != nil {
+		for i := range tab.places {
+			if p := tab.places[i].Load(); p != nil {
+				sum += p.w.Load() & countMask
 			}
 		}
 	}
 	return sum
 }
 
-// take returns the transaction state for a Run that entered with slot.
-func (db *DB) take(slot int) *txn {
-	if uint(slot) < bodySlots {
-		if t := db.bodies.slots[slot].t; t != nil {
-			return t
-		}
+// take returns the transaction state for a Run that entered p with
+// state prev, and whether it is p's kept one.
+func (db *DB) take(p *place, prev uint64) (*txn, bool) {
+	if prev == 0 && p.t != nil {
+		return p.t, true
 	}
-	return db.takeSlow(slot)
+	return db.takeSlow(p, prev)
 }
 
-func (db *DB) takeSlow(slot int) *txn {
-	if slot < 0 {
-		return db.pool.Get().(*txn)
+func (db *DB) takeSlow(p *place, prev uint64) (*txn, bool) {
+	t := db.pool.Get().(*txn)
+	if prev == 0 && p.lends {
+		p.t = t
+		return t, true
 	}
-	s := &db.bodies.slots[slot]
-	if s.t == nil {
-		s.t = db.pool.Get().(*txn)
-	}
-	return s.t
-}
-
-// runHooks marks the slot as running hooks (see inHooks); exit clears it.
-func (b *bodies) runHooks(slot int) {
-	if slot >= 0 {
-		w := &b.slots[slot].w
-		w.Store(w.Load() | inHooks)
-	}
-}
-
-// detach frees the slot early: its state leaves with the Run, which returns
-// it to the pool when it ends.
-func (db *DB) detach(g uintptr, slot int) {
-	if slot >= 0 {
-		db.bodies.slots[slot].t = nil
-	}
-	db.bodies.exit(g, slot, false)
-}
-
-func (b *bodies) exitOverflow(g uintptr) {
-	b.mu.Lock()
-	delete(b.mu.overflow, g)
-	b.overflowN.Add(-1)
-	b.mu.Unlock()
+	return t, false
 }

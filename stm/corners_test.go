@@ -418,27 +418,21 @@ func TestOptionsEscalateAfterMaxAttempts(t *testing.T) {
 }
 
 // TestRunFromHookKeepsSlotRules: a hook may start a transaction on its own
-// goroutine (the slot of the Run that ran it is marked as running hooks),
-// while a Run inside that transaction's body, or inside the first body, is
-// still nested; the same holds when the goroutine's slot window is full and
-// its Runs go to the overflow map.
+// goroutine (the goroutine's place is marked as running hooks), while a Run
+// inside that transaction's body, or inside the first body, is still
+// nested; the same holds for a goroutine whose place keeps no transaction
+// state (past the first lendPlaces places), whose Runs use the pool.
 func TestRunFromHookKeepsSlotRules(t *testing.T) {
 	ctx := deadline(t)
-	for _, crowded := range []bool{false, true} {
-		t.Run(fmt.Sprintf("window-full=%v", crowded), func(t *testing.T) {
+	for _, keeps := range []bool{true, false} {
+		t.Run(fmt.Sprintf("place-keeps-state=%v", keeps), func(t *testing.T) {
 			db, _ := Open(nil)
 			v := NewVar(nil, 0)
-			if crowded {
-				g := getg()
-				h := bodyHash(g)
-				for i := uint(0); i < bodyWindow; i++ {
-					db.bodies.slots[h|i].w.Store(uint64(0x1000 + 8*i)) // other goroutines
-				}
-				defer func() {
-					for i := uint(0); i < bodyWindow; i++ {
-						db.bodies.slots[h|i].w.Store(0)
-					}
-				}()
+			if !keeps {
+				require.NoError(t, db.Run(ctx, func(*Tx) error { return nil }))
+				p := db.bodies.find(getg())
+				require.NotNil(t, p)
+				p.lends, p.t = false, nil
 			}
 			var fromHook, nestedInHookRun, nestedInBody error
 			require.NoError(t, db.Run(ctx, func(tx *Tx) error {
@@ -496,5 +490,60 @@ func TestGoexitInBody(t *testing.T) {
 		// The serial gate is open: a commit does not wait behind it.
 		require.NoError(t, db.Run(deadline(t), func(tx *Tx) error { x.Store(tx, 2); return nil }))
 		require.NoError(t, db.Run(deadline(t), func(tx *Tx) error { x.Store(tx, 0); return nil }))
+	}
+}
+
+// TestPlacesGrow: a thousand goroutines in bodies at once each get a place
+// of their own (the table grows under them, past the places that keep a
+// transaction state), each sees its own nested Run refused, and every
+// commit is counted.
+func TestPlacesGrow(t *testing.T) {
+	db, _ := Open(nil)
+	ctx := deadline(t)
+	const n = 1000
+	v := NewVar(nil, 0)
+	var inside sync.WaitGroup
+	inside.Add(n)
+	release := make(chan struct{})
+	errs := make(chan error, 2*n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			first := true
+			errs <- db.Run(ctx, func(tx *Tx) error {
+				if first {
+					first = false
+					inside.Done()
+					<-release
+				}
+				if err := db.Run(ctx, func(*Tx) error { return nil }); !errors.Is(err, ErrNestedRun) {
+					return fmt.Errorf("nested Run: %v, want ErrNestedRun", err)
+				}
+				x, _ := v.Load(tx)
+				v.Store(tx, x+1)
+				return nil
+			})
+		})
+	}
+	inside.Wait()
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	x, err := RunValue(ctx, db, func(tx *Tx) (int, error) { x, _ := v.Load(tx); return x, nil })
+	require.NoError(t, err)
+	assert.Equal(t, n, x)
+	assert.EqualValues(t, n+1, db.Stats().Commits)
+	if fastG {
+		places := 0
+		tab := db.bodies.tab.Load()
+		for i := range tab.places {
+			if tab.places[i].Load() != nil {
+				places++
+			}
+		}
+		assert.GreaterOrEqual(t, places, n, "places")
 	}
 }

@@ -39,17 +39,17 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 		return err
 	}
 	g := getg()
-	slot, nested := db.bodies.enter(g)
+	p, prev, nested := db.bodies.enter(g)
 	if nested {
 		return ErrNestedRun
 	}
-	t := db.take(slot)
+	t, kept := db.take(p, prev)
 	t.ctx = ctx
 	tx := t.newHandle(g)
 	// Field by field: a composite literal is built in a temporary and
 	// copied with 16-byte moves that stall on its 8-byte stores.
 	var r runState
-	r.db, r.t, r.tx, r.g, r.slot, r.held = db, t, tx, g, slot, true
+	r.db, r.t, r.tx, r.p, r.prev, r.kept = db, t, tx, p, prev, kept
 	defer r.finish()
 	var last Cause
 	for attempt := 1; ; attempt++ {
@@ -84,7 +84,7 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 			db.stats.rerun(out.conflict)
 			continue
 		case out.panicked:
-			r.leave(false)
+			r.leave()
 			db.stats.panics.Add(1)
 			// A decision made on a value that can still be lost is not
 			// reported before that value is durable; a panic goes on
@@ -93,7 +93,7 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 			t.end(tx, false)
 			panic(out.panicValue)
 		case out.err != nil:
-			r.leave(false)
+			r.leave()
 			db.stats.rollbacks.Add(1)
 			if err := t.awaitReads(); err != nil {
 				tx.t = nil
@@ -102,9 +102,7 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 			t.end(tx, false)
 			return out.err
 		}
-		if r.mustLeave(out.waiter != nil) {
-			r.leaveSlow(out.waiter != nil)
-		}
+		r.leave()
 		if out.waiter != nil {
 			if err := out.waiter.Wait(); err != nil {
 				// Applied in memory, not known to be on disk: hooks do not run.
@@ -121,7 +119,7 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 			}
 			return err
 		}
-		if attempt == 1 && r.held && slot >= 0 {
+		if attempt == 1 && fastG {
 			r.counted = true
 		} else {
 			db.stats.commit(attempt)
@@ -136,31 +134,30 @@ type runState struct {
 	db      *DB
 	t       *txn
 	tx      *Tx
-	g       uintptr
-	slot    int
-	held    bool // the body slot, and t with it
-	counted bool // a first-attempt commit, counted in the slot
+	p       *place
+	prev    uint64 // p's state before the Run
+	kept    bool   // t is p's kept state
+	counted bool   // a first-attempt commit, to count in p
 }
 
-// finish closes the handle, opens the serial gate if still closed, and
-// returns the slot, or the state to the pool if the slot went early. The
-// common case (no serial gate, nothing but reads to reset, a held slot
-// whose count has room) is written out here so that it costs no calls.
+// finish closes the handle, opens the serial gate if still closed, gives
+// the goroutine's place its state back, and the transaction state to the
+// pool unless the place keeps it. The common case (no serial gate, nothing
+// but reads to reset, a kept state) is written out here so that it costs
+// no calls but the store that leaves the place.
 func (r *runState) finish() {
 	t := r.t
 	r.tx.t = nil
 	t.ctx = nil
-	if !t.serial && !t.needsReset() && r.held && uint(r.slot) < bodySlots {
+	if fastG && r.kept && !t.serial && !t.needsReset() {
 		t.doomed, t.maxRead, t.wrote, t.reads = nil, 0, false, t.reads[:0]
-		w := &r.db.bodies.slots[r.slot].w
-		n := w.Load() >> holderBits & countMask // the holder's own word
+		w := &r.p.w
+		n := w.Load() & countMask
 		if r.counted {
 			n++
 		}
-		if n < countMask {
-			w.Store(n << holderBits)
-			return
-		}
+		storeRelease(w, r.prev|n)
+		return
 	}
 	r.finishSlow()
 }
@@ -169,44 +166,27 @@ func (r *runState) finishSlow() {
 	t := r.t
 	t.leaveSerial()
 	t.reset()
-	if r.held {
-		r.db.bodies.exit(r.g, r.slot, r.counted)
-	} else {
+	r.db.bodies.exit(r.p, r.prev, r.counted)
+	if !r.kept {
 		r.db.pool.Put(t)
 	}
 }
 
 // leave ends the part of Run that must not be nested, and opens the
-// serial gate: hooks and waits come after it. A Run that must wait (for the
-// log, with waiting set, or for a value it read) gives its slot up, so that
-// waiting transactions do not crowd the slots; one that runs hooks (its
-// Locals' End) keeps it, marked so that a Run a hook starts is not taken
-// for a nested one.
-func (r *runState) leave(waiting bool) {
-	if r.mustLeave(waiting) {
-		r.leaveSlow(waiting)
+// serial gate: hooks and waits come after it. A Run that runs hooks (its
+// Locals' End) marks its goroutine's place, so that a Run a hook starts is
+// not taken for a nested one.
+func (r *runState) leave() {
+	if t := r.t; t.serial || len(t.locals) > 0 {
+		r.leaveSlow()
 	}
 }
 
-// mustLeave reports whether leave has anything to do.
-func (r *runState) mustLeave(waiting bool) bool {
-	t := r.t
-	return t.serial || r.held && (waiting || len(t.locals) > 0 || !t.readsDurable())
-}
-
-func (r *runState) leaveSlow(waiting bool) {
+func (r *runState) leaveSlow() {
 	t := r.t
 	t.leaveSerial()
-	if !r.held {
-		return
-	}
-	switch {
-	case waiting || !t.readsDurable() || len(t.locals) > 0 && r.slot < 0:
-		// (The overflow map has no room for the mark.)
-		r.held = false
-		r.db.detach(r.g, r.slot)
-	case len(t.locals) > 0:
-		r.db.bodies.runHooks(r.slot)
+	if len(t.locals) > 0 {
+		r.db.bodies.runHooks(r.p)
 	}
 }
 

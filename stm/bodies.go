@@ -35,7 +35,7 @@ type bodies struct {
 	tab atomic.Pointer[placeTable]
 	mu  struct {
 		sync.Mutex
-		n    int               // places in tab
+		n    int                // places in tab
 		byID map[uintptr]*place // !fastG: places of goroutines in a body
 	}
 }

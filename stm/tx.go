@@ -136,7 +136,7 @@ type txn struct {
 
 	// handles are the Tx handles this state lends to its bodies, in turn
 	// (see newHandle).
-	handles *[handleRing]Tx
+	handles [handleRing]Tx
 	handleN uint
 	slab    []Tx
 }
@@ -159,9 +159,6 @@ const (
 func (t *txn) newHandle(g uintptr) *Tx {
 	var tx *Tx
 	if fastG {
-		if t.handles == nil {
-			t.handles = new([handleRing]Tx)
-		}
 		tx = &t.handles[t.handleN%handleRing]
 		t.handleN++
 		tx.g = g

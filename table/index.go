@@ -15,17 +15,22 @@ import (
 // written and dropped again (see index.rebuildLocked) once they are absent:
 // a Get of a key with no entry records a read of the key's stripe instead.
 //
-// The record comes first and the key right after it: with an 8-byte key an
-// entry is 64 bytes, and entries live in arrays whose size class keeps
-// them aligned, so a lookup and a read of the value touch one cache line.
+// The key and the flags come first and the record right after them, so
+// that what a lookup reads (the key, a flag, the record's version and
+// value) lies in the entry's first 32 bytes. With an 8-byte key an entry is
+// 64 bytes, and entries live in arrays whose size class keeps them aligned,
+// so a lookup and a read of the value touch one cache line; a string key
+// makes a 72-byte entry, and the first 32 bytes of one in two still lie in
+// one line (with the record first, the key ended 64 bytes in, and seven
+// entries in eight took two lines).
 type entry[K comparable, V any] struct {
-	v   stm.Var[V]
 	key K
 	// dropped is set while a rebuild decides whether to drop the entry:
 	// a lookup that finds it set waits for the rebuild and looks again.
 	dropped atomic.Bool
 	// live is set once a dense entry (see dense) holds its key.
 	live atomic.Bool
+	v    stm.Var[V]
 }
 
 // The dense layout. Integer keys are often small and close together (item

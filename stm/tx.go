@@ -257,6 +257,26 @@ func (t *txn) findWrite(c *cell) int {
 // the read. It aborts the attempt (by panicking with a conflict) when no
 // consistent value can be returned.
 func (t *txn) read(c *cell) (uint64, unsafe.Pointer, bool) {
+	if n := len(t.reads); len(t.writes) == 0 && n < cap(t.reads) {
+		// The common case, without a loop or a call: an unlocked cell no
+		// newer than the snapshot, and room in the read log.
+		m := c.meta.Load()
+		if m&(lockedBit|retiredBit) == 0 && m>>verShift <= t.rv {
+			w, p := c.word.Load(), c.ptr.Load()
+			if c.meta.Load() == m {
+				t.maxRead = max(t.maxRead, m>>verShift)
+				t.reads = t.reads[:n+1]
+				t.reads[n] = readEntry{c, m}
+				return w, unsafe.Pointer(p), m&presentBit != 0
+			}
+		}
+	}
+	return t.readOwn(c)
+}
+
+// readOwn is read for every other case: a cell the transaction may have
+// written, a locked, retired or newer cell, or a full read log.
+func (t *txn) readOwn(c *cell) (uint64, unsafe.Pointer, bool) {
 	if len(t.writes) > 0 {
 		if i := t.findWrite(c); i >= 0 {
 			e := &t.writes[i]

@@ -547,3 +547,46 @@ func TestPlacesGrow(t *testing.T) {
 		assert.GreaterOrEqual(t, places, n, "places")
 	}
 }
+
+// TestPlacesStayFewWithShortLivedGoroutines: ten thousand goroutines that
+// each run one transaction and end, a few at a time, leave as many places as
+// ran at once, not one each (the runtime reuses their descriptors, and a
+// goroutine inherits the place of the one that ended), and no goroutine
+// inherits a state that makes its Run look nested.
+func TestPlacesStayFewWithShortLivedGoroutines(t *testing.T) {
+	if !fastG {
+		t.Skip("places are kept only while their goroutine runs where getg is a goroutine id")
+	}
+	db, _ := Open(nil)
+	ctx := deadline(t)
+	const total, atOnce = 10000, 8
+	errs := make(chan error, total)
+	sem := make(chan struct{}, atOnce)
+	var wg sync.WaitGroup
+	for range total {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs <- db.Run(ctx, func(tx *Tx) error {
+				if err := db.Run(ctx, func(*Tx) error { return nil }); !errors.Is(err, ErrNestedRun) {
+					return fmt.Errorf("nested Run: %v, want ErrNestedRun", err)
+				}
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	db.bodies.mu.Lock()
+	places := db.bodies.mu.n
+	db.bodies.mu.Unlock()
+	t.Logf("%d places after %d goroutines, %d at a time", places, total, atOnce)
+	// The runtime keeps up to 64 spare descriptors per P and a batch in a
+	// global list; allow for them (without reuse there would be 10,000).
+	assert.LessOrEqual(t, places, 64*runtime.GOMAXPROCS(0)+32+4*atOnce,
+		"places after %d short-lived goroutines, %d at a time", total, atOnce)
+	assert.EqualValues(t, total, db.Stats().Commits)
+}

@@ -162,7 +162,8 @@ func (t *txn) lockWrites() *cell {
 	return nil
 }
 
-// sortWrites fills t.order with the write set's indices in cell-id order.
+// sortWrites fills t.order with the write set's indices in lock order:
+// the cells' addresses (the heap does not move objects).
 func (t *txn) sortWrites() []int32 {
 	ws := t.writes
 	n := len(ws)
@@ -173,18 +174,18 @@ func (t *txn) sortWrites() []int32 {
 	t.order = order
 	switch {
 	case n == 2:
-		if ws[1].c.id < ws[0].c.id {
+		if ws[1].c.before(ws[0].c) {
 			order[0], order[1] = 1, 0
 		}
 	case n <= 16:
 		for i := 1; i < n; i++ {
-			for j := i; j > 0 && ws[order[j]].c.id < ws[order[j-1]].c.id; j-- {
+			for j := i; j > 0 && ws[order[j]].c.before(ws[order[j-1]].c); j-- {
 				order[j], order[j-1] = order[j-1], order[j]
 			}
 		}
 	default:
 		slices.SortFunc(order, func(a, b int32) int {
-			if ws[a].c.id < ws[b].c.id {
+			if ws[a].c.before(ws[b].c) {
 				return -1
 			}
 			return 1

@@ -33,12 +33,13 @@ type cell struct {
 	word atomic.Uint64
 	// ptr holds a pointer to an immutable value for other cells.
 	ptr    atomic.Pointer[byte]
-	id     uint64 // lock order
 	group  *Group
 	inline bool
+	// The 8 bytes a lock-order id took: with them, a table entry with an
+	// 8-byte key stays 64 bytes, one cache line. (Commits lock cells in
+	// address order; Go's heap does not move objects.)
+	_ [8]byte
 }
-
-var cellIDs atomic.Uint64
 
 // Var is a transactional cell holding a value of type T, or nothing.
 //
@@ -59,7 +60,6 @@ func NewVar[T any](g *Group, v T) *Var[T] {
 // Init prepares a zero Var as an empty cell of group g. Call it once, before
 // the Var is reachable by any transaction; NewVar calls it for you.
 func (x *Var[T]) Init(g *Group) {
-	x.c.id = cellIDs.Add(1)
 	x.c.group = g
 	x.c.inline = inlineType[T]()
 }
@@ -83,6 +83,9 @@ type varCell interface {
 	cellOf() *cell
 	initFrom(g *Group, p unsafe.Pointer)
 }
+
+// before reports whether c comes before d in lock order.
+func (c *cell) before(d *cell) bool { return uintptr(unsafe.Pointer(c)) < uintptr(unsafe.Pointer(d)) }
 
 // retire marks c retired if it is absent and unlocked, and reports whether
 // it did. Package table calls it before it drops a record from its index.
@@ -159,6 +162,14 @@ var inlineCache sync.Map // reflect.Type -> bool
 // inlineType reports whether T is pointer-free and fits in a word, so that a
 // Var[T] can hold it in its atomic word instead of behind a pointer.
 func inlineType[T any]() bool {
+	// The common kinds without a lookup: a table creates a Var per key.
+	switch any((*T)(nil)).(type) {
+	case *int, *int8, *int16, *int32, *int64, *uint, *uint8, *uint16, *uint32, *uint64, *uintptr,
+		*float32, *float64, *bool, *struct{}:
+		return true
+	case *string:
+		return false
+	}
 	t := reflect.TypeFor[T]()
 	if v, ok := inlineCache.Load(t); ok {
 		return v.(bool)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -589,4 +590,97 @@ func TestPlacesStayFewWithShortLivedGoroutines(t *testing.T) {
 	assert.LessOrEqual(t, places, 64*runtime.GOMAXPROCS(0)+32+4*atOnce,
 		"places after %d short-lived goroutines, %d at a time", total, atOnce)
 	assert.EqualValues(t, total, db.Stats().Commits)
+}
+
+// TestPlacesRandomNesting: goroutines run random trees of transactions —
+// bodies that return, fail or panic, try a nested Run, and register hooks
+// that start transactions of their own, down to three levels — and check
+// that a Run inside a body is always refused, a Run from a hook never is,
+// and the goroutine's place is idle again however the tree ended.
+// PLACES_SEED replays a run.
+func TestPlacesRandomNesting(t *testing.T) {
+	for _, seed := range testutil.Seeds(t, "PLACES_SEED") {
+		db, _ := Open(nil)
+		ctx := deadline(t)
+		v := NewVar(nil, 0)
+		errs := make(chan error, 64)
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Go(func() {
+				rng := rand.New(rand.NewPCG(seed, uint64(w)))
+				report := func(format string, args ...any) {
+					select {
+					case errs <- fmt.Errorf("seed %d goroutine %d: "+format, append([]any{seed, w}, args...)...):
+					default:
+					}
+				}
+				var tree func(depth int) error
+				tree = func(depth int) (err error) {
+					// The hooks of the attempt that ended must each run
+					// once: a Run that took its goroutine's busy state
+					// would clear or rerun them.
+					var registered []int
+					ran := map[int]int{}
+					defer func() {
+						if r := recover(); r != nil {
+							err = fmt.Errorf("panicked: %v", r)
+						}
+						for _, id := range registered {
+							if ran[id] != 1 {
+								report("depth %d: hook %d ran %d times", depth, id, ran[id])
+							}
+						}
+						if len(ran) > len(registered) {
+							report("depth %d: %d hooks ran, %d registered", depth, len(ran), len(registered))
+						}
+					}()
+					return db.Run(ctx, func(tx *Tx) error {
+						registered = registered[:0]
+						x, _ := v.Load(tx)
+						v.Store(tx, x+1)
+						for range rng.IntN(4) {
+							switch rng.IntN(3) {
+							case 0:
+								if err := db.Run(ctx, func(*Tx) error { return nil }); !errors.Is(err, ErrNestedRun) {
+									report("depth %d: nested Run returned %v", depth, err)
+								}
+							case 1:
+								if depth < 3 {
+									id := len(registered)
+									registered = append(registered, id)
+									onEnd(tx, id, func(bool) {
+										ran[id]++
+										if err := tree(depth + 1); errors.Is(err, ErrNestedRun) {
+											report("depth %d: a hook's Run was refused as nested", depth)
+										}
+									})
+								}
+							}
+						}
+						switch rng.IntN(4) {
+						case 0:
+							return errors.New("fails")
+						case 1:
+							panic("body panics")
+						}
+						return nil
+					})
+				}
+				for range 200 {
+					_ = tree(0)
+					if fastG {
+						if p := db.bodies.find(getg()); p == nil || p.w.Load()&(inBody|inHooks) != 0 {
+							report("place not idle after a tree: %v", p)
+							return
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	}
 }

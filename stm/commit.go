@@ -205,21 +205,26 @@ func (t *txn) unlockWrites(n int) {
 // publish stores the written values and releases each lock with version wv.
 // REQUIRES: the write set is locked and validated.
 func (t *txn) publish(wv uint64) {
+	// Release stores, not sequentially consistent ones (an XCHG each on
+	// amd64): the commit holds each cell's lock, so it is the only writer,
+	// and a reader needs only to see the value before the version that
+	// unlocks it (it reads the version, the value, then the version again).
+	// A pointer value needs the atomic store, for the garbage collector.
 	for i := range t.writes {
 		w := &t.writes[i]
 		c := w.c
 		if w.del() {
 			c.ptr.Store(nil)
-			c.word.Store(0)
-			c.meta.Store(wv << verShift)
+			storeRelease(&c.word, 0)
+			storeRelease(&c.meta, wv<<verShift)
 			continue
 		}
 		if c.inline {
-			c.word.Store(w.word)
+			storeRelease(&c.word, w.word)
 		} else {
 			c.ptr.Store((*byte)(w.ptr))
 		}
-		c.meta.Store(wv<<verShift | presentBit)
+		storeRelease(&c.meta, wv<<verShift|presentBit)
 	}
 }
 

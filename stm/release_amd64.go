@@ -15,7 +15,8 @@ import (
 // consistent, costs an XCHG, a locked instruction. Under the race detector,
 // which must see the synchronisation, the atomic store is used instead.
 //
-// Use it only for a word with a single writer (a place's state word).
+// Use it only for a word whose writes a lock or an owner orders (a place's
+// state word, a locked cell's value and version).
 func storeRelease(p *atomic.Uint64, v uint64) { storeRelease64((*uint64)(unsafe.Pointer(p)), v) }
 
 //go:noescape

@@ -41,7 +41,13 @@ type writer struct {
 
 	mu struct {
 		sync.Mutex
-		queue  []*pending
+		queue []*pending
+		// want is how many queued commits wake the writer: Append signals
+		// only when the queue reaches it, so that a writer gathering a
+		// group is not woken (and does not take a core from the
+		// committers) once per arriving commit. 1 when the writer waits
+		// for any commit.
+		want   int
 		closed bool
 		// err is the write error that stopped the writer, wrapped in
 		// stm.ErrStopped: what Append returns from then on.
@@ -50,25 +56,39 @@ type writer struct {
 }
 
 // pending is one commit waiting to be written. It is the seam.Waiter that
-// Run waits on.
+// Run waits on. The writer calls finish exactly once; err is written before
+// and read after (the WaitGroup orders them), so it needs no lock.
 type pending struct {
 	c    *seam.Commit
-	done chan error
+	done sync.WaitGroup
+	err  error
 }
 
 // Wait returns once the commit is written (and reported durable), or its
 // write failed. The writer always ends it: the write lands, fails, or Close
 // drains it.
-func (p *pending) Wait() error { return <-p.done }
+func (p *pending) Wait() error {
+	p.done.Wait()
+	return p.err
+}
+
+// finish ends the wait with err.
+func (p *pending) finish(err error) {
+	p.err = err
+	p.done.Done()
+}
 
 func newWriter(q *Queue) *writer {
-	return &writer{q: q, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	w := &writer{q: q, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	w.mu.want = 1
+	return w
 }
 
 // Append queues c for the next write.
 // REQUIRES: the DB's commit sequencer (so the queue is in commit order).
 func (w *writer) Append(c *seam.Commit) (seam.Waiter, error) {
-	p := &pending{c: c, done: make(chan error, 1)}
+	p := &pending{c: c}
+	p.done.Add(1)
 	w.mu.Lock()
 	switch {
 	case w.mu.err != nil:
@@ -80,10 +100,13 @@ func (w *writer) Append(c *seam.Commit) (seam.Waiter, error) {
 		return nil, ErrClosed
 	}
 	w.mu.queue = append(w.mu.queue, p)
+	signal := len(w.mu.queue) >= w.mu.want
 	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
+	if signal {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
 	}
 	if w.q.opts.Durability == Async {
 		// Run does not wait for the disk, and neither do readers.
@@ -168,10 +191,19 @@ func (w *writer) run() {
 const maxGather = time.Millisecond
 
 // gather waits until at least want commits are queued, for at most d.
+// Meanwhile Append wakes it only once the queue holds want commits.
 func (w *writer) gather(want int, d time.Duration) {
 	deadline := time.Now().Add(d)
 	t := time.NewTimer(d)
 	defer t.Stop()
+	w.mu.Lock()
+	w.mu.want = want
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.mu.want = 1
+		w.mu.Unlock()
+	}()
 	for {
 		w.mu.Lock()
 		n, closed := len(w.mu.queue), w.mu.closed
@@ -221,7 +253,7 @@ func (w *writer) write(group []*pending) {
 		// committers are released, as the seam requires).
 		stmx.Durable(q.db, batch[len(batch)-1].c.Version)
 		for _, p := range batch {
-			p.done <- nil
+			p.finish(nil)
 		}
 	}
 }
@@ -308,10 +340,10 @@ func (w *writer) fail(err error, batch, rest []*pending) {
 		q.opts.Logger.Error("effectqueue: write failed; the database stopped accepting commits", "err", err)
 	}
 	for _, p := range batch {
-		p.done <- err
+		p.finish(err)
 	}
 	for _, p := range rest {
-		p.done <- err
+		p.finish(err)
 	}
 }
 

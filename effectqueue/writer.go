@@ -158,8 +158,8 @@ func (w *writer) run() {
 			// are from other committers; those queued since may be from
 			// the released ones already, so counting them too would wait
 			// for more commits than there are committers, until the
-			// timeout (at 64 committers it did so on ~8% of the writes,
-			// for 1ms each).
+			// timeout (at 64 committers it did so on 3-8% of the writes
+			// in debug runs, for 1ms each).
 			w.gather(others+released, min(lastWrite, maxGather))
 		}
 		w.mu.Lock()

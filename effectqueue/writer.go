@@ -47,8 +47,11 @@ type writer struct {
 		// group is not woken (and does not take a core from the
 		// committers) once per arriving commit. 1 when the writer waits
 		// for any commit.
-		want   int
-		closed bool
+		want int
+		// maxWant is the largest want so far, for tests: it must never
+		// exceed the number of committers.
+		maxWant int
+		closed  bool
 		// err is the write error that stopped the writer, wrapped in
 		// stm.ErrStopped: what Append returns from then on.
 		err error
@@ -203,6 +206,7 @@ func (w *writer) gather(want int, d time.Duration) {
 	defer t.Stop()
 	w.mu.Lock()
 	w.mu.want = want
+	w.mu.maxWant = max(w.mu.maxWant, want)
 	w.mu.Unlock()
 	defer func() {
 		w.mu.Lock()

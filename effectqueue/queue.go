@@ -88,6 +88,10 @@ type Queue struct {
 
 	stop chan struct{}
 	bg   sync.WaitGroup
+
+	// newLocal is q.newParticipant, made once: a method value or closure
+	// made in Enqueue would be allocated on every call.
+	newLocal func() seam.Local
 }
 
 // Open opens (or creates) the queue and attaches it to db as its durable
@@ -98,6 +102,7 @@ func Open(db *stm.DB, opts *Options) (*Queue, error) {
 		return nil, err
 	}
 	q := &Queue{db: db, opts: o, k: newKeys(o.Prefix), stop: make(chan struct{})}
+	q.newLocal = q.newParticipant
 	if o.Badger != nil {
 		q.bdb = o.Badger
 	} else {
@@ -361,7 +366,15 @@ func (q *Queue) encodeEntry(e *Entry, opID string) (buf []byte, room, fields int
 type localKey struct{ q *Queue }
 
 func (q *Queue) local(tx *stm.Tx) *participant {
-	return stmx.Local(tx, localKey{q}, func() seam.Local { return &participant{q: q} }).(*participant)
+	return stmx.Local(tx, localKey{q}, q.newLocal).(*participant)
+}
+
+// newParticipant is the transaction's part of the queue, with room for
+// one entry (the common case) in the same allocation.
+func (q *Queue) newParticipant() seam.Local {
+	p := &participant{q: q}
+	p.entries = p.one[:0]
+	return p
 }
 
 // pendingEntry is an entry enqueued by the current attempt, already
@@ -381,6 +394,7 @@ type participant struct {
 	entries []pendingEntry
 	size    int
 	first   uint64 // first sequence number staged
+	one     [1]pendingEntry
 }
 
 func (p *participant) Mark() int { return len(p.entries) }

@@ -22,17 +22,20 @@ func appendMapLen(b []byte, n int) []byte {
 }
 
 func appendStr(b []byte, s string) []byte {
-	switch n := len(s); {
+	return append(appendStrHeader(b, len(s)), s...)
+}
+
+// appendStrHeader appends the header of a string of n bytes.
+func appendStrHeader(b []byte, n int) []byte {
+	switch {
 	case n < 32:
-		b = append(b, 0xa0|byte(n))
+		return append(b, 0xa0|byte(n))
 	case n <= math.MaxUint8:
-		b = append(b, 0xd9, byte(n))
+		return append(b, 0xd9, byte(n))
 	case n <= math.MaxUint16:
-		b = binary.BigEndian.AppendUint16(append(b, 0xda), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint32(append(b, 0xdb), uint32(n))
+		return binary.BigEndian.AppendUint16(append(b, 0xda), uint16(n))
 	}
-	return append(b, s...)
+	return binary.BigEndian.AppendUint32(append(b, 0xdb), uint32(n))
 }
 
 func appendBin(b []byte, p []byte) []byte {

@@ -3,6 +3,7 @@ package effectqueue
 import (
 	"bytes"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -93,4 +94,51 @@ func TestDecodeFallsBack(t *testing.T) {
 	}
 	_, err = decode(1, []byte{0xc0})
 	require.ErrorIs(t, err, ErrCorrupt)
+}
+
+// TestStageInPlace: the record the commit completes in place (key and
+// header written into the room Enqueue left before the body) is byte for
+// byte the key and record that seqKey and encodeStaged build, for every
+// size class of the operation id, sequence numbers of every length, and
+// both a generated and a kept (replayed) operation id; a room too small
+// falls back to a copy with the same bytes. The seed is printed.
+func TestStageInPlace(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 3))
+	q := &Queue{k: newKeys("zq/")}
+	seqs := []uint64{0, 1, 9, 10, 99, 1 << 20, 1<<64 - 1}
+	for i := range 200 {
+		q.id = strings.Repeat("i", []int{0, 1, 16, 31, 40, 300}[r.IntN(6)])
+		e := randomEntry(r)
+		seq := seqs[r.IntN(len(seqs))]
+		if r.IntN(2) == 0 {
+			seq = r.Uint64() >> r.IntN(64)
+		}
+		tm := r.Int64() - r.Int64()
+		kept := ""
+		if r.IntN(3) == 0 {
+			kept = "op-" + strings.Repeat("x", r.IntN(300))
+		}
+		body, fields := encodeBody(&e)
+		op := kept
+		if op == "" {
+			op = q.id + "-" + strconv.FormatUint(seq, 10)
+		}
+		wantKey, wantValue := seqKey(q.k.entry, seq), encodeStaged(op, tm, body, fields)
+
+		buf, room, fields2 := q.encodeEntry(&e, kept)
+		require.Equal(t, fields, fields2)
+		require.Equal(t, body, buf[room:], "case %d", i)
+		key, value := stageInPlace(buf, room, q.k.entry, kept, q.id, seq, tm, fields)
+		require.Equal(t, wantKey, key, "case %d", i)
+		require.Equal(t, wantValue, value, "case %d", i)
+		require.Equal(t, len(key), cap(key), "case %d: the key must not be appendable into the value", i)
+
+		// Too little room: the same bytes, allocated.
+		small := append(make([]byte, len(q.k.entry)+8), body...)
+		key, value = stageInPlace(small, len(q.k.entry)+8, q.k.entry, kept, q.id, seq, tm, fields)
+		require.Equal(t, wantKey, key, "case %d", i)
+		require.Equal(t, wantValue, value, "case %d", i)
+	}
 }

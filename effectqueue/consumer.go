@@ -423,8 +423,8 @@ func (q *Queue) Replay(ctx context.Context, seq uint64) (newSeq uint64, err erro
 	err = q.db.Run(ctx, func(tx *stm.Tx) error {
 		p = q.local(tx)
 		e := Entry{Kind: r.Kind, Key: r.Key, Payload: r.Payload, Meta: r.Meta}
-		body, fields := encodeBody(&e)
-		p.entries = append(p.entries, pendingEntry{body: body, fields: fields, opID: r.OpID, deadLetter: seq})
+		buf, room, fields := q.encodeEntry(&e, r.OpID)
+		p.entries = append(p.entries, pendingEntry{buf: buf, room: room, fields: fields, opID: r.OpID, deadLetter: seq})
 		return nil
 	})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -70,11 +71,26 @@ func encode(r *record) ([]byte, error) {
 // number. Enqueue calls it in the body, so that the commit sequencer only
 // adds the header (see encodeStaged).
 func encodeBody(e *Entry) ([]byte, int) {
+	return appendBody(make([]byte, 0, bodySize(e)), e)
+}
+
+// encodeBodyRoom is encodeBody with room bytes left in front of the body,
+// in the same allocation, for the record's key and header: the commit then
+// completes the record in place (see stageInPlace) instead of allocating
+// and copying under the commit sequencer. The body is buf[room:].
+func encodeBodyRoom(e *Entry, room int) (buf []byte, fields int) {
+	return appendBody(make([]byte, room, room+bodySize(e)), e)
+}
+
+func bodySize(e *Entry) int {
 	size := len(e.Kind) + len(e.Key) + len(e.Payload) + 32
 	for k, v := range e.Meta {
 		size += len(k) + len(v) + 10
 	}
-	b := make([]byte, 0, size)
+	return size
+}
+
+func appendBody(b []byte, e *Entry) ([]byte, int) {
 	n := 1
 	b = appendStr(b, "k")
 	b = appendStr(b, e.Kind)
@@ -105,19 +121,71 @@ func encodeBody(e *Entry) ([]byte, int) {
 	return b, n
 }
 
+// headerRoom bounds the header that encodeStaged writes before the body
+// for an operation id of opIDLen bytes: the map header (the fields are
+// fewer than 16), "v" and the version, "o" and the id's string header, "t"
+// and the time.
+func headerRoom(opIDLen int) int { return 1 + 2 + 2 + 2 + 5 + opIDLen + 2 + 9 }
+
+// appendHeader appends what encodeStaged writes before the body. The
+// operation id is opID, or, if opID is empty, id + "-" + seq.
+func appendHeader(b []byte, opID, id string, seq uint64, t int64, fields int) []byte {
+	b = appendMapLen(b, 3+fields)
+	b = appendStr(b, "v")
+	b = append(b, 0xcc, formatVersion) // uint8
+	b = appendStr(b, "o")
+	if opID != "" {
+		b = appendStr(b, opID)
+	} else {
+		b = appendStrHeader(b, len(id)+1+decimalLen(seq))
+		b = append(b, id...)
+		b = append(b, '-')
+		b = strconv.AppendUint(b, seq, 10)
+	}
+	b = appendStr(b, "t")
+	return appendInt64(b, t)
+}
+
+// decimalLen is the number of decimal digits of v.
+func decimalLen(v uint64) int {
+	n := 1
+	for v >= 10 {
+		v /= 10
+		n++
+	}
+	return n
+}
+
 // encodeStaged completes a record: a map of the version, operation id and
 // commit time, followed by the pre-encoded body pairs. The result decodes
 // like any record.
 func encodeStaged(opID string, t int64, body []byte, fields int) []byte {
 	b := make([]byte, 0, len(body)+len(opID)+32)
-	b = appendMapLen(b, 3+fields)
-	b = appendStr(b, "v")
-	b = append(b, 0xcc, formatVersion) // uint8
-	b = appendStr(b, "o")
-	b = appendStr(b, opID)
-	b = appendStr(b, "t")
-	b = appendInt64(b, t)
+	b = appendHeader(b, opID, "", 0, t, fields)
 	return append(b, body...)
+}
+
+// stageInPlace completes a record whose body encodeBodyRoom wrote after
+// room bytes: the key (keyPrefix and seq) goes at the start of buf and the
+// header (as appendHeader writes it) right before the body, so the value
+// is the header and body, contiguous, with no copy of the body. If they do
+// not fit (they always do for the room Enqueue leaves), it allocates.
+func stageInPlace(buf []byte, room int, keyPrefix []byte, opID, id string, seq uint64, t int64, fields int) (key, value []byte) {
+	var hb [96]byte
+	h := appendHeader(hb[:0], opID, id, seq, t, fields)
+	kl := len(keyPrefix) + 8
+	start := room - len(h)
+	if start < kl {
+		if opID == "" {
+			opID = id + "-" + strconv.FormatUint(seq, 10)
+		}
+		return seqKey(keyPrefix, seq), encodeStaged(opID, t, buf[room:], fields)
+	}
+	key = buf[:kl:kl]
+	copy(key, keyPrefix)
+	binary.BigEndian.PutUint64(key[len(keyPrefix):], seq)
+	copy(buf[start:room], h)
+	return key, buf[start:]
 }
 
 func decode(seq uint64, b []byte) (record, error) {

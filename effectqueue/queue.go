@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,6 +88,10 @@ type Queue struct {
 
 	stop chan struct{}
 	bg   sync.WaitGroup
+
+	// newLocal is q.newParticipant, made once: a method value or closure
+	// made in Enqueue would be allocated on every call.
+	newLocal func() seam.Local
 }
 
 // Open opens (or creates) the queue and attaches it to db as its durable
@@ -99,6 +102,7 @@ func Open(db *stm.DB, opts *Options) (*Queue, error) {
 		return nil, err
 	}
 	q := &Queue{db: db, opts: o, k: newKeys(o.Prefix), stop: make(chan struct{})}
+	q.newLocal = q.newParticipant
 	if o.Badger != nil {
 		q.bdb = o.Badger
 	} else {
@@ -332,8 +336,8 @@ func (q *Queue) Enqueue(tx *stm.Tx, e Entry) error {
 	if e.Kind == "" {
 		return ErrEmptyKind
 	}
-	body, fields := encodeBody(&e)
-	size := len(body) + stagedOverhead
+	buf, room, fields := q.encodeEntry(&e, "")
+	size := len(buf) - room + stagedOverhead
 	if size > q.opts.MaxEntrySize {
 		return fmt.Errorf("%w: %d bytes, the limit is %d (Options.MaxEntrySize)", ErrEntryTooLarge, size, q.opts.MaxEntrySize)
 	}
@@ -341,21 +345,43 @@ func (q *Queue) Enqueue(tx *stm.Tx, e Entry) error {
 	if int64(p.size+size) > q.bdb.MaxBatchSize()/2 || int64(len(p.entries)+2) > q.bdb.MaxBatchCount()/2 {
 		return fmt.Errorf("%w: %d entries, %d bytes so far; split the work over several transactions", ErrTxTooLarge, len(p.entries)+1, p.size+size)
 	}
-	p.entries = append(p.entries, pendingEntry{body: body, fields: fields, size: size})
+	p.entries = append(p.entries, pendingEntry{buf: buf, room: room, fields: fields, size: size})
 	p.size += size
 	return nil
+}
+
+// encodeEntry encodes e's body with room in front for its key and header
+// (see stageInPlace), for an operation id opID, or the queue's own if
+// opID is empty.
+func (q *Queue) encodeEntry(e *Entry, opID string) (buf []byte, room, fields int) {
+	idLen := len(opID)
+	if opID == "" {
+		idLen = len(q.id) + 1 + 20 // id-seq
+	}
+	room = len(q.k.entry) + 8 + headerRoom(idLen)
+	buf, fields = encodeBodyRoom(e, room)
+	return buf, room, fields
 }
 
 type localKey struct{ q *Queue }
 
 func (q *Queue) local(tx *stm.Tx) *participant {
-	return stmx.Local(tx, localKey{q}, func() seam.Local { return &participant{q: q} }).(*participant)
+	return stmx.Local(tx, localKey{q}, q.newLocal).(*participant)
+}
+
+// newParticipant is the transaction's part of the queue, with room for
+// one entry (the common case) in the same allocation.
+func (q *Queue) newParticipant() seam.Local {
+	p := &participant{q: q}
+	p.entries = p.one[:0]
+	return p
 }
 
 // pendingEntry is an entry enqueued by the current attempt, already
 // encoded but for its sequence number, operation id and commit time.
 type pendingEntry struct {
-	body       []byte
+	buf        []byte // room bytes for the key and header, then the body
+	room       int
 	fields     int
 	size       int    // its stored size (body + stagedOverhead), counted against the limits
 	opID       string // kept from a replayed dead letter
@@ -368,6 +394,7 @@ type participant struct {
 	entries []pendingEntry
 	size    int
 	first   uint64 // first sequence number staged
+	one     [1]pendingEntry
 }
 
 func (p *participant) Mark() int { return len(p.entries) }
@@ -401,16 +428,13 @@ func (p *participant) Size() (int, int64) {
 func (p *participant) Stage(c *seam.Commit) {
 	q := p.q
 	p.first = q.next
+	t := c.Time.UnixNano()
 	for i := range p.entries {
 		e := &p.entries[i]
 		seq := q.next
 		q.next++
-		op := e.opID
-		if op == "" {
-			op = q.id + "-" + strconv.FormatUint(seq, 10)
-		}
-		b := encodeStaged(op, c.Time.UnixNano(), e.body, e.fields)
-		c.Add(seam.Record{Key: seqKey(q.k.entry, seq), Value: b})
+		key, value := stageInPlace(e.buf, e.room, q.k.entry, e.opID, q.id, seq, t, e.fields)
+		c.Add(seam.Record{Key: key, Value: value})
 		if e.deadLetter != 0 {
 			c.Add(seam.Record{Key: seqKey(q.k.dead, e.deadLetter), Delete: true})
 		}

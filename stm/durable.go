@@ -186,7 +186,9 @@ func (t *txn) stageLocked(wv uint64) (seam.Waiter, error) {
 	if s == nil {
 		return nil, ErrNoLog
 	}
-	c := &seam.Commit{Version: wv, Time: time.Now()}
+	sc := &stagedCommit{Commit: seam.Commit{Version: wv, Time: time.Now()}}
+	sc.Records = sc.records[:0]
+	c := &sc.Commit
 	t.staged = t.staged[:0]
 	t.stagingCommit = c
 	for i := range t.locals {
@@ -211,6 +213,15 @@ func (t *txn) stageLocked(wv uint64) (seam.Waiter, error) {
 	}
 	t.staged = t.staged[:0]
 	return w, nil
+}
+
+// stagedCommit is a commit with room for its first records in the same
+// allocation: a transaction that enqueues an entry and writes a durable
+// record or two stages them without growing the slice, under the commit
+// sequencer.
+type stagedCommit struct {
+	seam.Commit
+	records [2]seam.Record
 }
 
 // unstage undoes the Stage calls of a commit that failed, newest first.

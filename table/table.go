@@ -101,6 +101,11 @@ func (t *Table[K, V]) find(tx *stm.Tx, k K) *entry[K, V] {
 	if e := t.ix.lookupDense(k); e != nil {
 		return e
 	}
+	return t.findHashed(tx, k)
+}
+
+// findHashed is find for a key that is not in the dense layout.
+func (t *Table[K, V]) findHashed(tx *stm.Tx, k K) *entry[K, V] {
 	h := t.ix.hash(k)
 	if e := t.ix.lookupHashed(k, h); e != nil {
 		return e
@@ -120,10 +125,14 @@ func (t *Table[K, V]) stripe(k K) int { return stripeOf(t.ix.hash(k)) }
 // Get returns a private copy of k's value and whether k is present.
 func (t *Table[K, V]) Get(tx *stm.Tx, k K) (V, bool) {
 	t.check(tx)
-	e := t.find(tx, k)
+	// find, with the dense layout's lookup called from here: one call
+	// fewer for the common small integer key.
+	e := t.ix.lookupDense(k)
 	if e == nil {
-		var zero V
-		return zero, false
+		if e = t.findHashed(tx, k); e == nil {
+			var zero V
+			return zero, false
+		}
 	}
 	v, ok := e.v.Load(tx)
 	if ok {

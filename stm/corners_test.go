@@ -684,3 +684,73 @@ func TestPlacesRandomNesting(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalEndPanicsOrExits: a Local whose End (a hook) panics, or ends its
+// goroutine, after a commit or a rollback: the panic reaches Run's caller,
+// and either way the goroutine's place is idle again, the Tx is dead, the
+// serial gate is open and the DB goes on working.
+func TestLocalEndPanicsOrExits(t *testing.T) {
+	db, err := Open(&Options{EscalateAfter: 1})
+	require.NoError(t, err)
+	ctx := deadline(t)
+	v := NewVar(nil, 0)
+	for _, exit := range []bool{false, true} {
+		for _, fail := range []bool{false, true} {
+			for _, serial := range []bool{false, true} {
+				name := fmt.Sprintf("goexit=%v/body-fails=%v/serial=%v", exit, fail, serial)
+				var kept *Tx
+				var recovered any
+				placeIdle := true
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					defer func() {
+						recovered = recover()
+						// Deferred calls run on Goexit too.
+						if p := db.bodies.find(getg()); p != nil && p.w.Load()&(inBody|inHooks) != 0 {
+							placeIdle = false
+						}
+					}()
+					_ = db.Run(ctx, func(tx *Tx) error {
+						kept = tx
+						if serial && tx.Attempt() == 1 {
+							panic(&conflict{cause: CauseStale})
+						}
+						x, _ := v.Load(tx)
+						v.Store(tx, x+1)
+						onEnd(tx, "bad hook", func(bool) {
+							if exit {
+								runtime.Goexit()
+							}
+							panic("hook panics")
+						})
+						if fail {
+							return errors.New("fails")
+						}
+						return nil
+					})
+				}()
+				<-done
+				if exit {
+					assert.Nil(t, recovered, name)
+				} else {
+					assert.Equal(t, "hook panics", recovered, name)
+				}
+				assert.ErrorIs(t, kept.Err(), ErrTxDone, name)
+				assert.True(t, placeIdle, "%s: the goroutine's place is still marked in a body or in hooks", name)
+				if fastG {
+					// The goroutine ended; a fresh one must not look nested.
+					require.NoError(t, testutil.Elsewhere(func() error {
+						return db.Run(ctx, func(*Tx) error { return nil })
+					}), name)
+				}
+				err := db.Run(ctx, func(tx *Tx) error {
+					x, _ := v.Load(tx)
+					v.Store(tx, x) // a commit: the serial gate is open
+					return db.Run(ctx, func(*Tx) error { return nil })
+				})
+				require.ErrorIs(t, err, ErrNestedRun, name)
+			}
+		}
+	}
+}

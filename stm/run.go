@@ -50,21 +50,27 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 	// copied with 16-byte moves that stall on its 8-byte stores.
 	var r runState
 	r.db, r.t, r.tx, r.p, r.prev, r.kept = db, t, tx, p, prev, kept
-	defer r.finish()
+	// No defer here: every way out calls r.finish, the attempt's own
+	// deferred function calls it if the body ends its goroutine
+	// (runtime.Goexit), and the hooks and waits that could panic after the
+	// attempt are guarded where they run (see end and the slow waits).
 	var last Cause
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 {
 			if err := ctx.Err(); err != nil {
 				db.stats.canceled.Add(1)
+				r.finish()
 				return err
 			}
 			if attempt > db.opts.MaxAttempts {
 				db.stats.redoLimit.Add(1)
+				r.finish()
 				return fmt.Errorf("%w: %d attempts, last rerun cause: %s", ErrTooManyAttempts, attempt-1, last)
 			}
 			if attempt > db.opts.EscalateAfter && !t.serial {
 				if err := db.enterSerial(ctx); err != nil {
 					db.stats.canceled.Add(1)
+					r.finish()
 					return err
 				}
 				t.serial = true
@@ -77,7 +83,7 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 		t.attempt = attempt
 		t.rv = db.clock.Load()
 		var out attemptResult
-		t.run(tx, fn, &out)
+		t.run(&r, fn, &out)
 		switch {
 		case out.conflict != nil:
 			last = out.conflict.cause
@@ -89,31 +95,36 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 			// A decision made on a value that can still be lost is not
 			// reported before that value is durable; a panic goes on
 			// whatever the wait says.
-			_ = t.awaitReads()
-			t.end(tx, false)
+			_ = r.awaitReads()
+			r.end(false)
+			r.finish()
 			panic(out.panicValue)
 		case out.err != nil:
 			r.leave()
 			db.stats.rollbacks.Add(1)
-			if err := t.awaitReads(); err != nil {
+			if err := r.awaitReads(); err != nil {
 				tx.t = nil
+				r.finish()
 				return err
 			}
-			t.end(tx, false)
+			r.end(false)
+			r.finish()
 			return out.err
 		}
 		r.leave()
 		if out.waiter != nil {
-			if err := out.waiter.Wait(); err != nil {
+			if err := r.wait(out.waiter); err != nil {
 				// Applied in memory, not known to be on disk: hooks do not run.
 				tx.t = nil
+				r.finish()
 				return db.outcomeUnknown(err)
 			}
 		}
 		if t.readsDurable() {
 			// Nothing to wait for.
-		} else if err := t.awaitReadsSlow(); err != nil {
+		} else if err := r.awaitReads(); err != nil {
 			tx.t = nil
+			r.finish()
 			if t.wrote {
 				return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 			}
@@ -124,9 +135,64 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 		} else {
 			db.stats.commit(attempt)
 		}
-		t.end(tx, true)
+		r.end(true)
+		r.finish()
 		return nil
 	}
+}
+
+// end closes the body's Tx handle and ends the attempt's Locals (hooks
+// run here), after the locks and the serial gate are released. If a hook
+// panics or ends its goroutine, the Run is finished before that goes on.
+func (r *runState) end(committed bool) {
+	r.tx.t = nil
+	if len(r.t.locals) > 0 {
+		r.endLocals(committed)
+	}
+}
+
+func (r *runState) endLocals(committed bool) {
+	done := false
+	defer func() {
+		if !done {
+			r.finish()
+		}
+	}()
+	t := r.t
+	for i := range t.locals {
+		t.locals[i].l.End(committed)
+	}
+	done = true
+}
+
+// wait waits for the log to report the commit durable, finishing the Run
+// if the wait panics.
+func (r *runState) wait(w seam.Waiter) error {
+	done := false
+	defer func() {
+		if !done {
+			r.finish()
+		}
+	}()
+	err := w.Wait()
+	done = true
+	return err
+}
+
+// awaitReads is txn.awaitReads, finishing the Run if the wait panics.
+func (r *runState) awaitReads() error {
+	if r.t.readsDurable() {
+		return nil
+	}
+	done := false
+	defer func() {
+		if !done {
+			r.finish()
+		}
+	}()
+	err := r.t.awaitReadsSlow()
+	done = true
+	return err
 }
 
 // runState is what Run must release however it ends.
@@ -221,16 +287,22 @@ type attemptResult struct {
 type commitPanic struct{ v any }
 
 // run runs one attempt of fn and, if it returns nil, commits it.
-func (t *txn) run(tx *Tx, fn func(*Tx) error, out *attemptResult) {
+func (t *txn) run(r *runState, fn func(*Tx) error, out *attemptResult) {
 	// done is set on every way out but a panic, so that an attempt that
 	// returns does not pay for recover.
 	done := false
 	defer func() {
 		if !done {
-			t.recovered(recover(), out)
+			if v := recover(); v != nil {
+				t.recovered(v, out)
+			} else {
+				// The body called runtime.Goexit: its goroutine ends, and
+				// Run with it, so Run's state is released here.
+				r.finish()
+			}
 		}
 	}()
-	err := fn(tx)
+	err := fn(r.tx)
 	switch {
 	case t.doomed != nil:
 		out.conflict = t.doomed
@@ -248,11 +320,8 @@ func (t *txn) run(tx *Tx, fn func(*Tx) error, out *attemptResult) {
 
 // recovered sorts out what an attempt's panic means: a conflict, a panic
 // of the commit path, or the body's own panic, which is a conflict if it
-// read stale data. r is nil when the body called runtime.Goexit.
+// read stale data.
 func (t *txn) recovered(r any, out *attemptResult) {
-	if r == nil {
-		return
-	}
 	if c, ok := r.(*conflict); ok {
 		*out = attemptResult{conflict: c}
 		return
@@ -268,27 +337,11 @@ func (t *txn) recovered(r any, out *attemptResult) {
 	*out = attemptResult{panicked: true, panicValue: r}
 }
 
-// awaitReads waits until every version the attempt read is durable.
-func (t *txn) awaitReads() error {
-	if t.readsDurable() {
-		return nil
-	}
-	return t.awaitReadsSlow()
-}
-
 // readsDurable reports whether every version the attempt read is durable.
 func (t *txn) readsDurable() bool { return t.maxRead < t.db.dur.oldestPending.Load() }
 
+// awaitReadsSlow waits until every version the attempt read is durable.
 func (t *txn) awaitReadsSlow() error { return t.db.waitDurable(t.ctx, t.maxRead) }
-
-// end closes the body's Tx handle and ends the attempt's Locals, after the
-// locks and the serial gate are released.
-func (t *txn) end(tx *Tx, committed bool) {
-	tx.t = nil
-	for i := range t.locals {
-		t.locals[i].l.End(committed)
-	}
-}
 
 // backoff yields the processor a random number of times, growing with the
 // attempt, so that conflicting transactions spread out.

@@ -70,10 +70,17 @@ func transferWorkload(c *config) error {
 		{engine: "zest", noAllocs: true, text: "no per-Run heap allocation in steady state"},
 	}
 	header(c, "Transfer of 2 records out of 1,024")
+	return byGoroutines(c, "transfer", cs, c.goroutines([]int{1}), anchors, targets)
+}
+
+// byGoroutines measures cs at each goroutine count, prints one table of
+// transactions with a row per engine and count, then each count's targets,
+// and fails if an engine failed.
+func byGoroutines(c *config, label string, cs []*contender, gors []int, anchors []string, targets []target) error {
 	var rows []row
 	var all [][]summary
-	for _, g := range c.goroutines([]int{1}) {
-		ss, err := measureRounds("transfer", cs, g, c.d, c.count, anchors)
+	for _, g := range gors {
+		ss, err := measureRounds(label, cs, g, c.d, c.count, anchors)
 		if err != nil {
 			return err
 		}
@@ -84,9 +91,9 @@ func transferWorkload(c *config) error {
 	}
 	printTable(c.w, []string{"goroutines"}, "tx", anchors, rows)
 	fmt.Fprintln(c.w)
-	for i, g := range c.goroutines([]int{1}) {
+	for i, g := range gors {
 		printTargets(c.w, fmt.Sprintf("goroutines=%d: ", g), targets, all[i])
-		if err := failedErr("transfer", all[i]); err != nil {
+		if err := failedErr(label, all[i]); err != nil {
 			return err
 		}
 	}
@@ -230,28 +237,7 @@ func readsWorkload(c *config) error {
 		{engine: "zest", noAllocs: true, text: "0 allocs"},
 	}
 	header(c, "Read-only transaction of 2 records out of 1,024")
-	var rows []row
-	var all [][]summary
-	gors := c.goroutines([]int{1, 8})
-	for _, g := range gors {
-		ss, err := measureRounds("reads", cs, g, c.d, c.count, anchors)
-		if err != nil {
-			return err
-		}
-		all = append(all, ss)
-		for _, s := range ss {
-			rows = append(rows, row{keys: []string{fmt.Sprint(g)}, s: s})
-		}
-	}
-	printTable(c.w, []string{"goroutines"}, "tx", anchors, rows)
-	fmt.Fprintln(c.w)
-	for i, g := range gors {
-		printTargets(c.w, fmt.Sprintf("goroutines=%d: ", g), targets, all[i])
-		if err := failedErr("reads", all[i]); err != nil {
-			return err
-		}
-	}
-	return nil
+	return byGoroutines(c, "reads", cs, c.goroutines([]int{1, 8}), anchors, targets)
 }
 
 // insertsWorkload: blind inserts of distinct keys, one per transaction, from

@@ -14,6 +14,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/zest-stm/zest/effectqueue"
+	"github.com/zest-stm/zest/internal/testutil"
 	"github.com/zest-stm/zest/stm"
 	"github.com/zest-stm/zest/table"
 )
@@ -27,7 +28,7 @@ func runCommitters(b *testing.B, n int, op func(r *rand.Rand) error) {
 	var wg sync.WaitGroup
 	b.ReportAllocs()
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuUsed()
+	start, cpu0 := time.Now(), testutil.CPUTime()
 	for g := range n {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(g), 1))
@@ -41,7 +42,7 @@ func runCommitters(b *testing.B, n int, op func(r *rand.Rand) error) {
 		})
 	}
 	wg.Wait()
-	elapsed, cpu := time.Since(start), cpuUsed()-cpu0
+	elapsed, cpu := time.Since(start), testutil.CPUTime()-cpu0
 	b.StopTimer()
 	if failed.Load() > 0 {
 		b.Fatalf("%d operations failed", failed.Load())

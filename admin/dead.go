@@ -31,11 +31,7 @@ func discardDead(ctx context.Context, q *effectqueue.Queue, seq uint64) (uint64,
 // pending).
 func (h *handler) deadAction(verb string, act deadActionFunc) func(*Request) (any, error) {
 	return func(r *Request) (any, error) {
-		name, q, err := h.queue(r)
-		if err != nil {
-			return nil, err
-		}
-		seq, err := parseSeq(r.Param("seq"))
+		name, q, seq, err := h.queueEntry(r)
 		if err != nil {
 			return nil, err
 		}

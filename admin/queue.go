@@ -155,6 +155,19 @@ func (h *handler) queue(r *Request) (string, *effectqueue.Queue, error) {
 	return name, q, nil
 }
 
+// queueEntry returns the queue and the entry number a request names.
+func (h *handler) queueEntry(r *Request) (string, *effectqueue.Queue, uint64, error) {
+	name, q, err := h.queue(r)
+	if err != nil {
+		return "", nil, 0, err
+	}
+	seq, err := parseSeq(r.Param("seq"))
+	if err != nil {
+		return "", nil, 0, err
+	}
+	return name, q, seq, nil
+}
+
 func parseSeq(s string) (uint64, error) {
 	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil || n == 0 {
@@ -356,11 +369,7 @@ func findDead(ctx context.Context, q *effectqueue.Queue, seq uint64) (*effectque
 }
 
 func (h *handler) getEntry(r *Request) (any, error) {
-	name, q, err := h.queue(r)
-	if err != nil {
-		return nil, err
-	}
-	seq, err := parseSeq(r.Param("seq"))
+	name, q, seq, err := h.queueEntry(r)
 	if err != nil {
 		return nil, err
 	}
@@ -382,11 +391,7 @@ func (h *handler) getEntry(r *Request) (any, error) {
 }
 
 func (h *handler) getDead(r *Request) (any, error) {
-	name, q, err := h.queue(r)
-	if err != nil {
-		return nil, err
-	}
-	seq, err := parseSeq(r.Param("seq"))
+	name, q, seq, err := h.queueEntry(r)
 	if err != nil {
 		return nil, err
 	}

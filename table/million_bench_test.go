@@ -39,8 +39,7 @@ func BenchmarkMillion(b *testing.B) {
 		b.ResetTimer()
 		x := uint64(1)
 		for b.Loop() {
-			x = x*6364136223846793005 + 1442695040888963407
-			from, to := int64(x>>40)%n, int64(x>>20&0xfffff)%n
+			from, to := millionPair(&x, n)
 			if from == to {
 				continue
 			}
@@ -65,8 +64,7 @@ func BenchmarkMillion(b *testing.B) {
 		b.ResetTimer()
 		x := uint64(1)
 		for b.Loop() {
-			x = x*6364136223846793005 + 1442695040888963407
-			from, to := int64(x>>40)%n, int64(x>>20&0xfffff)%n
+			from, to := millionPair(&x, n)
 			if from == to {
 				continue
 			}
@@ -79,4 +77,11 @@ func BenchmarkMillion(b *testing.B) {
 			a.mu.Unlock()
 		}
 	})
+}
+
+// millionPair steps the generator x and draws two record numbers below n
+// from it, the same sequence for every engine.
+func millionPair(x *uint64, n int64) (from, to int64) {
+	*x = *x*6364136223846793005 + 1442695040888963407
+	return int64(*x>>40) % n, int64(*x>>20&0xfffff) % n
 }

@@ -157,17 +157,29 @@ func (b *bodies) enter(g uintptr) (p *place, prev uint64, nested bool) {
 // exit ends what enter began: the place's state goes back to prev, and
 // committed counts a first-attempt commit.
 func (b *bodies) exit(p *place, prev uint64, committed bool) {
+	p.leave(prev, committed)
+	if !fastG && prev == 0 {
+		b.forget(p)
+	}
+}
+
+// leave gives p its state prev back, counting a first-attempt commit if
+// committed.
+func (p *place) leave(prev uint64, committed bool) {
 	n := p.w.Load() & countMask
 	if committed {
 		n++
 	}
 	storeRelease(&p.w, prev|n)
-	if !fastG && prev == 0 {
-		b.mu.Lock()
-		delete(b.mu.byID, p.g)
-		b.mu.n--
-		b.mu.Unlock()
-	}
+}
+
+// forget drops the place of a goroutine that left its body, where places
+// are kept only while their goroutine runs one (!fastG).
+func (b *bodies) forget(p *place) {
+	b.mu.Lock()
+	delete(b.mu.byID, p.g)
+	b.mu.n--
+	b.mu.Unlock()
 }
 
 // runHooks marks p's goroutine as out of its body and running hooks (see

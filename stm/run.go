@@ -103,7 +103,6 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 			r.leave()
 			db.stats.rollbacks.Add(1)
 			if err := r.awaitReads(); err != nil {
-				tx.t = nil
 				r.finish()
 				return err
 			}
@@ -115,7 +114,6 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 		if out.waiter != nil {
 			if err := r.wait(out.waiter); err != nil {
 				// Applied in memory, not known to be on disk: hooks do not run.
-				tx.t = nil
 				r.finish()
 				return db.outcomeUnknown(err)
 			}
@@ -123,7 +121,6 @@ func (db *DB) Run(ctx context.Context, fn func(tx *Tx) error) error {
 		if t.readsDurable() {
 			// Nothing to wait for.
 		} else if err := r.awaitReads(); err != nil {
-			tx.t = nil
 			r.finish()
 			if t.wrote {
 				return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
@@ -152,45 +149,38 @@ func (r *runState) end(committed bool) {
 }
 
 func (r *runState) endLocals(committed bool) {
-	done := false
-	defer func() {
-		if !done {
-			r.finish()
+	r.guarded(func() error {
+		t := r.t
+		for i := range t.locals {
+			t.locals[i].l.End(committed)
 		}
-	}()
-	t := r.t
-	for i := range t.locals {
-		t.locals[i].l.End(committed)
-	}
-	done = true
+		return nil
+	})
 }
 
 // wait waits for the log to report the commit durable, finishing the Run
 // if the wait panics.
-func (r *runState) wait(w seam.Waiter) error {
-	done := false
-	defer func() {
-		if !done {
-			r.finish()
-		}
-	}()
-	err := w.Wait()
-	done = true
-	return err
-}
+func (r *runState) wait(w seam.Waiter) error { return r.guarded(w.Wait) }
 
 // awaitReads is txn.awaitReads, finishing the Run if the wait panics.
 func (r *runState) awaitReads() error {
 	if r.t.readsDurable() {
 		return nil
 	}
+	return r.guarded(r.t.awaitReadsSlow)
+}
+
+// guarded runs fn, the part of a Run after its attempt that runs code
+// which may panic or end the goroutine (hooks, waits); then the Run is
+// finished before that goes on, as Run itself defers nothing.
+func (r *runState) guarded(fn func() error) error {
 	done := false
 	defer func() {
 		if !done {
 			r.finish()
 		}
 	}()
-	err := r.t.awaitReadsSlow()
+	err := fn()
 	done = true
 	return err
 }
@@ -217,12 +207,7 @@ func (r *runState) finish() {
 	t.ctx = nil
 	if fastG && r.kept && !t.serial && !t.needsReset() {
 		t.doomed, t.maxRead, t.wrote, t.reads = nil, 0, false, t.reads[:0]
-		w := &r.p.w
-		n := w.Load() & countMask
-		if r.counted {
-			n++
-		}
-		storeRelease(w, r.prev|n)
+		r.p.leave(r.prev, r.counted)
 		return
 	}
 	r.finishSlow()
